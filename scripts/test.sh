@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the environment if needed, then run the whole test suite (unit tests on tiny random
+# models plus a few end-to-end tests with the real offline models). Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest "$@"
