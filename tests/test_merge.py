@@ -1,0 +1,115 @@
+"""merge.py: filters, truncation, output format read back by the training loader, report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from generation import merge
+from generation.store import format_chain, state_path_for
+from rankcse.ranking_data import read_ranking_file
+
+
+def _chain(prefix: str, n: int) -> list[str]:
+    return [f"{prefix} sentence number {i}." for i in range(n + 1)]
+
+
+def _write_generation_csv(path: Path, chains: dict[int, list[str]]) -> Path:
+    text = "sent_id,round,sent\n" + "".join(format_chain(i, s) for i, s in chains.items())
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_filters_are_counted_and_kept_lists_read_back(tmp_path: Path) -> None:
+    good = _chain("good", 4)
+    with_comma = [*_chain("a, b", 3), 'a "quoted", comma']
+    loop = ["src", "x", "y", "x", "x"]  # x, the last sentence, occurs 3 times
+    loop_last = ["src", "p", "q", "q", "q"]
+    broken = ["src", "a", "b\nc", "d", "e"]
+    empty = ["src", "a", "", "d", "e"]
+    short = ["src", "a", "b"]
+    path = _write_generation_csv(
+        tmp_path / "gen.csv",
+        {0: good, 1: with_comma, 2: loop, 3: loop_last, 4: broken, 5: empty, 6: short},
+    )
+    result = merge.merge_chains([path], n_rounds=4)
+    assert result.read == 7
+    assert result.lists == [good, with_comma]
+    assert result.filtered == {"repetition": 2, "line_break": 1, "empty_output": 1, "incomplete": 1}
+
+    out = tmp_path / "train.csv"
+    assert merge.main([str(path), "--output", str(out), "--rounds", "4"]) == 0
+    assert read_ranking_file(out) == [good, with_comma]
+    # --rounds N keeps rounds 0..N of each kept chain.
+    assert merge.main([str(path), "--output", str(out), "--rounds", "2"]) == 0
+    assert read_ranking_file(out) == [good[:3], with_comma[:3]]
+    with pytest.raises(ValueError, match="exceeds"):
+        merge.merge_chains([path], n_rounds=5)
+    # --id_range selects chains by sent_id (to compare runs on the same premises).
+    assert merge.merge_chains([path], n_rounds=4, id_range=(1, 4)).lists == [with_comma]
+    assert merge.merge_chains([path], n_rounds=4, id_range=(1, 4)).read == 3
+
+
+def test_repetition_filter_rule() -> None:
+    as_rounds = lambda s: dict(enumerate(s))  # noqa: E731
+    assert merge.filter_reason(as_rounds(["a", "b", "a", "c", "a"]), 4) == "repetition"  # last seen 3x
+    assert merge.filter_reason(as_rounds(["a", "b", "b", "b", "c"]), 4) == "repetition"  # second to last 3x
+    assert merge.filter_reason(as_rounds(["a", "b", "b", "c", "d"]), 4) is None  # a repeat, not at the end
+    assert merge.filter_reason(as_rounds(["a", "b", "c", "d"]), 4) == "incomplete"
+
+
+def test_authors_layout_and_state_counts(tmp_path: Path) -> None:
+    path = tmp_path / "authors.csv"
+    rows = ["a0", "a1", "a2"], ["b0", "b1", "b2"]
+    lines = [",sent,round"] + [
+        f"{k},{s},{r}" for k, (r, s) in enumerate((r, s) for c in rows for r, s in enumerate(c))
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = merge.merge_chains([path], n_rounds=None)
+    assert result.lists == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+    state_path_for(path).write_text(
+        json.dumps({"dropped": {"5": {"reason": "copy", "round": 2}, "7": {"reason": "copy", "round": 1}}})
+    )
+    assert merge.merge_chains([path], n_rounds=None).stopped_early == {"copy": 2}
+
+
+def test_bad_rows_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("sent_id,round,sent\n0,0,a\n0,x,b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 3"):
+        merge.read_generation_csv(path)
+    path.write_text("sent_id,round,sent\n0,0,a\n0,0,b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="given twice"):
+        merge.read_generation_csv(path)
+
+
+class _AngleEncoder:
+    """Sentence "k ..." -> unit vector at k * 10 degrees: similarity to "0 ..." is cos(k * 10 deg)."""
+
+    def encode(self, sentences, batch_size=64, show_progress_bar=False):
+        angles = torch.tensor([float(s.split()[0]) * math.pi / 18 for s in sentences])
+        return torch.stack([torch.cos(angles), torch.sin(angles)], dim=1) * 3.0
+
+
+def test_report_spearman_similarity_and_plot(tmp_path: Path) -> None:
+    drifting = [f"{k} words" for k in range(9)]  # similarity falls with every round
+    wobbly = ["0 a", "1 b", "3 c", "2 d", "4 e", "5 f", "6 g", "7 h", "8 i"]  # one swapped pair
+    flat = ["0 a"] + ["2 same"] * 8  # constant similarity: Spearman undefined
+    report = merge.ranking_report([drifting, wobbly, flat], _AngleEncoder())
+    assert report["lists"] == 3 and report["spearman_undefined"] == 1
+    swapped = 1 - 6 * 2 / (8 * (64 - 1))  # Spearman of 1..8 against a ranking with one adjacent swap
+    assert report["mean_spearman"] == pytest.approx(-(1 + swapped) / 2)
+    assert report["similarity_at_round"] == pytest.approx(
+        {
+            1: (2 * math.cos(math.pi / 18) + math.cos(math.pi / 9)) / 3,
+            8: (2 * math.cos(8 * math.pi / 18) + math.cos(math.pi / 9)) / 3,
+        }
+    )
+    assert report["mean_similarity"][0] == pytest.approx(1.0)
+    assert merge.repeat_fraction([flat]) == pytest.approx(7 / 8) and merge.repeat_fraction([drifting]) == 0.0
+    merge.plot_similarity(report, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
