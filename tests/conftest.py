@@ -12,7 +12,8 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 # The hub is never needed by the tests; make any accidental hub access fail fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: the suite runs many tiny models, where thread start-up costs more than it saves.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SENTEVAL_DATA = REPO_ROOT / "SentEval" / "data" / "downstream"
