@@ -40,6 +40,7 @@ if __package__ in (None, ""):
 
 from generation.guidance import has_line_break
 from generation.store import state_path_for, write_text_atomic
+from rankcse.ranking_data import large_csv_fields
 
 logger = logging.getLogger("generation.merge")
 
@@ -72,9 +73,8 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
             given twice for one chain.
     """
     path = Path(path)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     chains: list[ChainRecord] = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with large_csv_fields(), open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         columns = set(reader.fieldnames or ())
         if not {"sent", "round"} <= columns:

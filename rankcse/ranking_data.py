@@ -57,7 +57,7 @@ class RankingDataError(ValueError):
 
 
 @contextlib.contextmanager
-def _large_csv_fields() -> Iterator[None]:
+def large_csv_fields() -> Iterator[None]:
     """Lift the csv module's per-field limit (131072 characters) while reading, then restore it.
 
     A list of 33 long sentences can exceed the default. ``sys.maxsize`` overflows the C long on some
@@ -111,7 +111,7 @@ def _parse_python_literal(cell: str | None) -> list[str]:
 
 def _iter_csv_rows(path: Path) -> Iterator[tuple[int, int, object]]:
     """Yield (data row, first line, parsed list or the ValueError) for each CSV record."""
-    with _large_csv_fields(), path.open(newline="", encoding="utf-8-sig") as handle:
+    with large_csv_fields(), path.open(newline="", encoding="utf-8-sig") as handle:
         # strict: a stray or unclosed quote (e.g. a truncated file) is an error, not a merged cell.
         reader = csv.reader(handle, strict=True)
         try:
