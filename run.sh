@@ -20,6 +20,10 @@ TRAIN_FILE="${TRAIN_FILE:-data/rankingsentences_n32.csv}"
 OUTPUT_DIR="${OUTPUT_DIR:-result/rankcse-all-MiniLM-L6-v2}"
 STUDENT_POOLER="${STUDENT_POOLER:-avg}"            # the PyPI students are mean-pooled models
 TEACHER_POOLER="${TEACHER_POOLER:-avg}"
+# Scale knobs for quick checks (the test suite runs the main job with a few steps and STS sets).
+MAX_STEPS="${MAX_STEPS:--1}"                       # -1: the whole epoch
+EVAL_STEPS="${EVAL_STEPS:-25}"
+EVAL_TASKS="${EVAL_TASKS:-STS12 STS13 STS14 STS15 STS16 STSBenchmark SICKRelatedness}"
 
 # The paper's command also passes --do_eval (transfer dev sets after training); that adds a long
 # classifier run on CPU, so it is left to evaluation.py --task_set transfer here.
@@ -40,7 +44,8 @@ fi
     --evaluation_strategy steps \
     --metric_for_best_model avg_sts \
     --load_best_model_at_end \
-    --eval_steps 25 \
+    --eval_steps "$EVAL_STEPS" \
+    --max_steps "$MAX_STEPS" \
     --pooler_type "$STUDENT_POOLER" \
     --teacher_pooler "$TEACHER_POOLER" \
     --overwrite_output_dir \
@@ -49,10 +54,12 @@ fi
     --do_train \
     "${precision[@]}"
 
-"$PY" evaluation.py --model_name_or_path "$MODEL" --pooler "$STUDENT_POOLER" --task_set sts --mode test \
-    --output_json "$OUTPUT_DIR/eval_start_model.json"
-"$PY" evaluation.py --model_name_or_path "$OUTPUT_DIR" --task_set sts --mode test \
-    --output_json "$OUTPUT_DIR/eval_refined_model.json"
+# shellcheck disable=SC2086  # EVAL_TASKS is a list of task names
+"$PY" evaluation.py --model_name_or_path "$MODEL" --pooler "$STUDENT_POOLER" --task_set na --tasks $EVAL_TASKS \
+    --mode test --output_json "$OUTPUT_DIR/eval_start_model.json"
+# shellcheck disable=SC2086
+"$PY" evaluation.py --model_name_or_path "$OUTPUT_DIR" --task_set na --tasks $EVAL_TASKS \
+    --mode test --output_json "$OUTPUT_DIR/eval_refined_model.json"
 
 echo
 echo "Refined model: $OUTPUT_DIR"
