@@ -25,8 +25,11 @@ MAX_STEPS="${MAX_STEPS:--1}"                       # -1: the whole epoch
 EVAL_STEPS="${EVAL_STEPS:-25}"
 EVAL_TASKS="${EVAL_TASKS:-STS12 STS13 STS14 STS15 STS16 STSBenchmark SICKRelatedness}"
 
-# The paper's command also passes --do_eval (transfer dev sets after training); that adds a long
-# classifier run on CPU, so it is left to evaluation.py --task_set transfer here.
+# The paper's command evaluates the final model on the seven transfer dev sets too (--do_eval,
+# which evaluation during training implies anyway). Those classifier runs take longer than the
+# whole job on a CPU, so by default they are left to `evaluation.py --task_set transfer`; set
+# EVAL_TRANSFER_TASKS=MR,CR,SUBJ,MPQA,SST2,TREC,MRPC to run them here.
+EVAL_TRANSFER_TASKS="${EVAL_TRANSFER_TASKS:-}"
 precision=()
 if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   precision=(--fp16)
@@ -52,6 +55,8 @@ fi
     --omega 0.5 \
     --seed 42 \
     --do_train \
+    --do_eval \
+    --eval_transfer_tasks "$EVAL_TRANSFER_TASKS" \
     "${precision[@]}"
 
 # shellcheck disable=SC2086  # EVAL_TASKS is a list of task names
