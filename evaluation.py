@@ -16,7 +16,8 @@ reports test numbers with that fast protocol; ``test`` reports test numbers with
 of published tables (10-fold, Adam, batch 64, tenacity 5, epoch size 4).
 
 The STS12-16 columns are Spearman x 100 over all pairs of the year pooled ("all"); STS-B and
-SICK-R are test Spearman x 100 of cosine similarities (no regressor is trained). Results are
+SICK-R are test Spearman x 100 of cosine similarities (no regressor is trained); only the split
+the mode reports is encoded for them unless ``--all_splits`` is given. Results are
 written as JSON after every task (``--output_json``); a rerun with the same settings and model
 files reuses the tasks already done, unless ``--overwrite`` is given.
 """
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--task_path",
         default=str(senteval.DEFAULT_TASK_PATH),
         help="folder holding downstream/<task>/... (default: the project's SentEval/data)",
+    )
+    parser.add_argument(
+        "--all_splits",
+        action="store_true",
+        help="encode and score the train, dev and test splits of STSBenchmark and SICKRelatedness, as SentEval "
+        "does; by default only the split the mode reports is read (dev in dev mode, test otherwise)",
     )
     parser.add_argument("--output_json", default=None, help="write all results (and settings) to this JSON file")
     parser.add_argument(
@@ -215,6 +222,13 @@ def make_batcher(encoder: SentenceEncoder):
     return batcher
 
 
+def similarity_splits(args: argparse.Namespace) -> list[str] | None:
+    """STS-B/SICK-R splits to read: the one the mode reports, or all of them (None) with --all_splits."""
+    if args.all_splits:
+        return None
+    return ["dev"] if args.mode == "dev" else ["test"]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -238,12 +252,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_length": encoder.max_length,
         "task_path": str(Path(args.task_path).resolve()),
         "protocol": senteval.MODE_PRESETS[args.mode],
+        "similarity_splits": similarity_splits(args),
     }
     output = Path(args.output_json) if args.output_json else None
     # every result of these settings found in the file is kept there, also tasks not run now
     stored: dict[str, Any] = {} if args.overwrite else previous_results(output, settings)
 
-    params = senteval.params_for_mode(args.mode, task_path=args.task_path, batch_size=args.batch_size, seed=args.seed)
+    params = senteval.params_for_mode(
+        args.mode,
+        task_path=args.task_path,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        similarity_splits=settings["similarity_splits"],
+    )
     engine = senteval.SE(params, make_batcher(encoder))
     payload: dict[str, Any] = {"settings": settings, "results": stored}
     for task in tasks:

@@ -119,6 +119,19 @@ def test_dev_mode_reports_dev_numbers(tiny_bert_dir: Path, subsets: Path, tmp_pa
     assert "------ dev ------" in capsys.readouterr().out
 
 
+def test_only_the_reported_split_of_stsb_and_sick_is_read_unless_asked(
+    tiny_bert_dir: Path, subsets: Path, tmp_path: Path
+) -> None:
+    args = ("--pooler", "avg", "--mode", "test", "--task_set", "na", "--tasks", "STSBenchmark", "SICKRelatedness")
+    quick = _run(tiny_bert_dir, subsets, tmp_path / "quick.json", *args)
+    full = _run(tiny_bert_dir, subsets, tmp_path / "full.json", *args, "--all_splits")
+    assert quick["settings"]["similarity_splits"] == ["test"] and full["settings"]["similarity_splits"] is None
+    for task in ("STSBenchmark", "SICKRelatedness"):
+        assert set(quick["results"][task]) == {"test", "all"}
+        assert set(full["results"][task]) == {"train", "dev", "test", "all"}
+    assert quick["tables"] == full["tables"]
+
+
 def test_cls_pooler_without_trained_weights_is_refused(
     poolerless_bert: Path, subsets: Path, tmp_path: Path, capsys
 ) -> None:

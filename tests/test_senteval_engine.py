@@ -189,3 +189,26 @@ def test_classification_results_have_the_simcse_keys(subsets: Path) -> None:
     for result in results.values():
         assert 0.0 <= result["devacc"] <= 100.0 and 0.0 <= result["acc"] <= 100.0
         assert round(result["acc"], 2) == result["acc"]
+
+
+@pytest.mark.parametrize("task", ["STSBenchmark", "SICKRelatedness"])
+def test_similarity_splits_restrict_what_is_read_and_encoded(subsets: Path, task: str) -> None:
+    full_batcher, test_batcher = RecordingBatcher(), RecordingBatcher()
+    full = senteval.SE({"task_path": str(subsets), "progress": False}, full_batcher).eval(task)
+    only_test = senteval.SE(
+        {"task_path": str(subsets), "progress": False, "similarity_splits": ["test"]}, test_batcher
+    ).eval(task)
+    assert set(full) == {"train", "dev", "test", "all"}
+    assert set(only_test) == {"test", "all"}
+    # the test score does not depend on the other splits: cosine needs no training
+    assert only_test["test"]["spearman"].correlation == full["test"]["spearman"].correlation
+    assert only_test["all"]["spearman"]["all"] == only_test["test"]["spearman"].correlation
+    assert set(test_batcher.seen) < set(full_batcher.seen)
+
+
+def test_similarity_splits_leave_sts_years_alone_and_reject_unknown_names(subsets: Path) -> None:
+    params = {"task_path": str(subsets), "progress": False, "similarity_splits": ["test"]}
+    assert set(senteval.SE(params, bow_batcher).eval("STS12")) == {*STS_YEARS["STS12"], "all"}
+    params["similarity_splits"] = ["validation"]
+    with pytest.raises(ValueError, match="similarity_splits must be a non-empty subset"):
+        senteval.SE(params, bow_batcher).eval("STSBenchmark")

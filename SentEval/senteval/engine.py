@@ -74,7 +74,11 @@ class SE:
     Args:
         params: evaluation settings (see :mod:`senteval.params`): ``task_path`` (folder holding
             ``downstream/``), ``batch_size`` (sentences per batcher call), ``seed``, ``kfold``,
-            ``usepytorch``, ``classifier`` (probe settings), ``progress``.
+            ``usepytorch``, ``classifier`` (probe settings), ``progress``, and
+            ``similarity_splits``: a subset of ``train``/``dev``/``test`` to which STSBenchmark
+            and SICKRelatedness are restricted (``None``, the default, reads all three as SentEval
+            does; a script that reports only test Spearman then skips encoding 10,000 train
+            pairs). STS12-16 are unaffected: their splits are subsets, all of them test data.
         batcher: ``batcher(params, batch) -> (len(batch), dim)`` embeddings.
         prepare: ``prepare(params, samples)`` called once per task before encoding, with every
             sentence of the task; may store things in ``params`` for the batcher.
@@ -95,7 +99,7 @@ class SE:
         task = get_task(name)
         self.params.current_task = name
         root = Path(self.params.task_path) / "downstream"
-        splits = task.load(root)
+        splits = task.load(root, self._restricted_splits(task))
         for split, examples in splits.items():
             if not examples:
                 raise ValueError(f"{name}: split {split!r} has no examples in {root / task.directory}")
@@ -110,6 +114,21 @@ class SE:
         else:
             self.results = self._run_probe(task, splits, table)
         return self.results
+
+    def _restricted_splits(self, task: SimilarityTask | ClassificationTask) -> tuple[str, ...] | None:
+        """The splits ``params.similarity_splits`` keeps of ``task`` (None: all of them)."""
+        wanted = self.params.similarity_splits
+        if wanted is None or not isinstance(task, SimilarityTask):
+            return None
+        if isinstance(wanted, str):
+            wanted = (wanted,)
+        names = {split for split, _ in task.splits}
+        if not {"train", "dev", "test"} <= names:
+            return None
+        unknown = sorted(set(wanted) - names)
+        if unknown or not wanted:
+            raise ValueError(f"similarity_splits must be a non-empty subset of train, dev, test; got {list(wanted)}")
+        return tuple(split for split, _ in task.splits if split in set(wanted))
 
     def _score_similarity(self, splits: Mapping[str, list[Example]], table: SentenceTable) -> dict[str, Any]:
         system, gold = {}, {}
