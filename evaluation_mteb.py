@@ -26,11 +26,8 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ from pathlib import Path
 import torch
 from prettytable import PrettyTable
 
+from rankcse.atomic_files import write_atomically, write_json_atomically
 from rankcse.encoder import SentenceEncoder, detect_pooler
 from rankcse.offline_models import resolve_model_path
 from rankcse.pooling import POOLERS
@@ -124,18 +122,6 @@ def choose_pooler(model_path: str, requested: str | None) -> str | None:
     return requested
 
 
-def _write_json_atomically(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(payload, out, indent=2, default=str)
-            out.write("\n")
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
 def result_path(output_folder: Path, meta, task_name: str) -> Path:
     """Where MTEB's ``ResultCache(output_folder)`` keeps this model's result for ``task_name``."""
     import mteb
@@ -145,11 +131,9 @@ def result_path(output_folder: Path, meta, task_name: str) -> Path:
 
 def save_task_result(path: Path, task_result, meta) -> None:
     """MTEB's result JSON and the model metadata beside it, each written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    task_result.to_disk(tmp)  # MTEB's own serialization (scores rounded as MTEB does)
-    os.replace(tmp, path)
-    _write_json_atomically(path.parent / "model_meta.json", meta.to_dict())
+    # MTEB's own serialization (scores rounded as MTEB does)
+    write_atomically(path, lambda temporary: task_result.to_disk(Path(temporary)))
+    write_json_atomically(path.parent / "model_meta.json", meta.to_dict(), default=str)
 
 
 def evaluate_model(model_name: str, tasks: list, args: argparse.Namespace) -> ModelScores:
@@ -242,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": {t.metadata.name: t.metadata.main_score for t in tasks},
         "models": [vars(row) for row in rows],
     }
-    _write_json_atomically(args.output_folder / "summary.json", summary)
+    write_json_atomically(args.output_folder / "summary.json", summary, default=str)
     print(f"MTEB main scores (x100); results in {args.output_folder}\n{table}")
     logger.info("total %.1f s", time.monotonic() - start)
     return 0

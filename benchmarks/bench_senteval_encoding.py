@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
 from evaluation import make_batcher  # noqa: E402
+from rankcse.atomic_files import write_json_atomically  # noqa: E402
 from rankcse.encoder import SentenceEncoder  # noqa: E402
 from rankcse.senteval_dev import import_senteval  # noqa: E402
 
@@ -141,11 +142,7 @@ def main() -> None:
         "max_abs_spearman_difference_x100": max(abs(plain_scores[t] - engine_scores[t]) for t in args.tasks),
     }
     if args.output:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_name(f".{output.name}.tmp")
-        temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, output)
+        write_json_atomically(args.output, report)
     print(json.dumps(report, indent=2))
 
 

@@ -34,7 +34,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
 import shutil
 import subprocess
@@ -47,6 +46,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from rankcse.atomic_files import write_json_atomically, write_text_atomically  # noqa: E402
 from rankcse.ranking_data import content_hash, read_ranking_file, write_ranking_csv  # noqa: E402
 
 logger = logging.getLogger("reproduce")
@@ -241,7 +241,7 @@ def build_data(sources: DataSources, folder: Path) -> dict[str, Path]:
             write_ranking_csv(g10_path, g10_lists)
             write_ranking_csv(g15_path, g15_lists)
         variants["g10_same"], variants["g15_same"] = g10_path, g15_path
-    write_json(stamp, wanted)
+    write_json_atomically(stamp, wanted)
     return variants
 
 
@@ -325,19 +325,6 @@ def plan(results: dict[str, dict[str, Any]], data_names: Iterable[str]) -> tuple
 
 # ---------------------------------------------------------------------------------------------
 # Running one row
-
-
-def write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def run_logged(command: Sequence[str], log: Path) -> None:
@@ -459,7 +446,7 @@ class RowRunner:
             )
         if transfer.is_file():
             result["transfer"] = json.loads(transfer.read_text(encoding="utf-8"))["tables"]["transfer"]
-        write_json(folder / "row.json", result)
+        write_json_atomically(folder / "row.json", result)
         return result
 
     def evaluation(self, model: str, pooler: str | None, mode: str, tasks: list[str], output: Path) -> list[str]:
@@ -629,10 +616,7 @@ def replace_between_markers(document: Path, generated: str) -> None:
         raise ValueError(f"{document}: the markers {begin} and {end} are missing")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    handle, temporary = tempfile.mkstemp(prefix=f".{document.name}.", dir=document.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(f"{head}{begin}\n{generated}\n{end}{tail}")
-    os.replace(temporary, document)
+    write_text_atomically(document, f"{head}{begin}\n{generated}\n{end}{tail}")
 
 
 def build_parser() -> argparse.ArgumentParser:

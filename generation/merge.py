@@ -39,7 +39,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from generation.guidance import has_line_break
-from generation.store import state_path_for, write_text_atomic
+from generation.store import state_path_for
+from rankcse.atomic_files import write_text_atomically
 from rankcse.ranking_data import large_csv_fields
 
 logger = logging.getLogger("generation.merge")
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             plot_similarity(report, args.plot)
     if args.report_json:
-        write_text_atomic(Path(args.report_json), json.dumps(summary, indent=1) + "\n")
+        write_text_atomically(Path(args.report_json), json.dumps(summary, indent=1) + "\n")
     lines = [
         f"chains read: {result.read}; kept: {len(result.lists)}",
         "filtered: " + ", ".join(f"{r} {result.filtered.get(r, 0)}" for r in FILTER_REASONS),

@@ -23,10 +23,11 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from rankcse.atomic_files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +39,6 @@ def state_path_for(csv_path: str | Path) -> Path:
     """The state file that belongs to a chain CSV."""
     csv_path = Path(csv_path)
     return csv_path.with_name(csv_path.name + ".state.json")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a synced temp file and os.replace."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_chain(sent_id: int, sentences: list[str]) -> str:
@@ -189,10 +172,10 @@ class ChainStore:
         else:
             self._write_state()
         if not self.csv_path.exists():
-            write_text_atomic(self.csv_path, ",".join(CSV_COLUMNS) + "\n")
+            write_text_atomically(self.csv_path, ",".join(CSV_COLUMNS) + "\n")
         scanned = scan_chain_csv(self.csv_path, rounds)
         if scanned.valid_bytes == 0:
-            write_text_atomic(self.csv_path, ",".join(CSV_COLUMNS) + "\n")
+            write_text_atomically(self.csv_path, ",".join(CSV_COLUMNS) + "\n")
         elif scanned.torn_bytes:
             logger.warning(
                 "%s: cutting %d bytes of a chain interrupted while being written", self.csv_path, scanned.torn_bytes
@@ -223,7 +206,7 @@ class ChainStore:
             "config": self.config,
             "dropped": {str(k): v for k, v in sorted(self.dropped.items())},
         }
-        write_text_atomic(self.state_path, json.dumps(state, indent=1, ensure_ascii=False) + "\n")
+        write_text_atomically(self.state_path, json.dumps(state, indent=1, ensure_ascii=False) + "\n")
 
     def pending(self, sent_ids: Iterable[int]) -> list[int]:
         """The ids among ``sent_ids`` still to generate, in increasing order; also fixes the write order."""

@@ -19,10 +19,7 @@ cosine similarity does not depend on the norm anyway.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ import safetensors.torch
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rankcse.atomic_files import write_atomically, write_json_atomically
 from rankcse.pooling import check_pooler
 from rankcse.student import dense_tanh_pooler
 
@@ -39,26 +37,13 @@ _DENSE = "sentence_transformers.models.Dense"
 _WEIGHTED_LAYERS = "sentence_transformers.models.WeightedLayerPooling"
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, content: Any) -> None:
-    text = json.dumps(content, indent=2) + "\n"
-    _write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_json_atomically(path, content)
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     cpu = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in tensors.items()}
-    _write_atomically(path, lambda tmp: safetensors.torch.save_file(cpu, tmp, metadata={"format": "pt"}))
+    write_atomically(path, lambda tmp: safetensors.torch.save_file(cpu, tmp, metadata={"format": "pt"}))
 
 
 def _pooling_config(hidden: int, mode: str) -> dict[str, Any]:

@@ -26,11 +26,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from torch.utils.data import Dataset
+
+from rankcse.atomic_files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -226,22 +227,14 @@ def write_ranking_csv(path: str | os.PathLike[str], lists: Sequence[Sequence[str
             cells.append(repr(validate_list(_as_list(sentences))))
         except ValueError as error:
             raise ValueError(f"cannot write list {index} to {path}: {error}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline="", encoding="utf-8"
-    )
-    try:
-        with handle:
-            writer = csv.writer(handle)
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
             writer.writerow([LIST_COLUMN])
             writer.writerows([cell] for cell in cells)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(handle.name)
-        raise
+
+    write_atomically(path, write)
 
 
 def content_hash(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

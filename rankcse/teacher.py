@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rankcse.atomic_files import write_atomically, write_json_atomically
 from rankcse.encoder import SentenceEncoder
 
 logger = logging.getLogger(__name__)
@@ -186,18 +186,6 @@ def _key_of(identity: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _read_chunk(path: Path, expected_lengths: list[int]) -> list[torch.Tensor] | None:
     """The matrices of one cache chunk, or None when the file is missing or does not fit the lists."""
     if not path.is_file():
@@ -237,7 +225,7 @@ def cached_similarity_matrices(
         entry.mkdir(parents=True, exist_ok=True)
         meta = entry / "meta.json"
         if not meta.is_file():
-            _write_atomically(meta, lambda tmp: Path(tmp).write_text(json.dumps(identity, indent=2), encoding="utf-8"))
+            write_json_atomically(meta, identity)
 
     matrices: list[torch.Tensor] = []
     reused = 0
@@ -252,7 +240,7 @@ def cached_similarity_matrices(
             computed = teacher.similarity_matrices([lists[i] for i in chunk], show_progress_bar=len(chunks) == 1)
             if path is not None:
                 tensors = {str(i): m.contiguous() for i, m in enumerate(computed)}
-                _write_atomically(path, lambda tmp, t=tensors: safetensors.torch.save_file(t, tmp))
+                write_atomically(path, lambda tmp, t=tensors: safetensors.torch.save_file(t, tmp))
         matrices.extend(computed)
     if entry is not None:
         logger.info(
