@@ -364,6 +364,9 @@ def train_command(config: Config, data_file: Path, output: Path) -> list[str]:
         "--contrastive_weight", f"{config.contrastive_weight:g}",
         "--seed", str(config.seed),
         "--report_to", "none",
+        # the transfer dev sets that train.py runs after training by default take longer than the
+        # training itself on a CPU; the report evaluates transfer on test with evaluation.py instead
+        "--eval_transfer_tasks", "",
         "--do_train",
     ]  # fmt: skip
 
@@ -400,8 +403,8 @@ class RowRunner:
             result["train_command"] = " ".join(command[1:])
             if not (model_dir / "train_results.json").is_file():
                 self.execute(command, folder / "train.log")
-                for checkpoint in model_dir.glob("checkpoint-*"):
-                    shutil.rmtree(checkpoint)  # the best weights are in model_dir itself
+            for checkpoint in model_dir.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)  # the best weights are in model_dir itself
             train = json.loads((model_dir / "train_results.json").read_text(encoding="utf-8"))
             state = json.loads((model_dir / "trainer_state.json").read_text(encoding="utf-8"))
             result["train_seconds"] = train.get("train_runtime")
