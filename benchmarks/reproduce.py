@@ -672,15 +672,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = tqdm(desc="rows", unit="row", disable=args.dry_run or args.report_only)
     while True:
         rows, notes = plan(results, data)
+        loaded = 0
         for row in rows:
+            name = row.config.short_name()
             wants_transfer = args.stage == "transfer" and (args.transfer_rows == "all" or row.headline)
             stored = runner.finished(row, wants_transfer)
-            if stored is None and row.config.short_name() not in results:
+            if stored is None and name not in results:
                 stored = runner.finished(row, False)
-            if stored is not None:
-                results[row.config.short_name()] = stored
+            if stored is not None and stored != results.get(name):
+                results[name] = stored
+                loaded += 1
                 if "transfer" in stored:
-                    done_with_transfer.add(row.config.short_name())
+                    done_with_transfer.add(name)
+        if loaded:
+            continue  # stored dev scores may unlock rows that the plan is still waiting for
         progress.total = len(rows)
         progress.n = sum(
             1
