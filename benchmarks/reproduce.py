@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -400,7 +401,7 @@ class RowRunner:
             result["data_file"] = str(data_file.relative_to(REPO_ROOT))
             result["data_sha256"] = content_hash(data_file)
             command = train_command(config, data_file.relative_to(REPO_ROOT), model_dir.relative_to(REPO_ROOT))
-            result["train_command"] = " ".join(command[1:])
+            result["train_command"] = shlex.join(command[1:])
             if not (model_dir / "train_results.json").is_file():
                 self.execute(command, folder / "train.log")
             for checkpoint in model_dir.glob("checkpoint-*"):
