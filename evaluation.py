@@ -237,6 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "similarity_splits": similarity_splits(args),
     }
     output = Path(args.output_json) if args.output_json else None
+    if output is not None and output.is_dir():  # found before any encoding, not after the first task
+        raise ValueError(f"--output_json {output} is a directory; give a file name, e.g. {output / 'senteval.json'}")
     # every result of these settings found in the file is kept there, also tasks not run now
     stored: dict[str, Any] = {} if args.overwrite else previous_results(output, settings)
 

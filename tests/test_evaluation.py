@@ -142,6 +142,19 @@ def test_cls_pooler_without_trained_weights_is_refused(
     assert not (tmp_path / "x.json").exists()
 
 
+def test_output_json_that_is_a_directory_is_refused_before_any_work(
+    tiny_bert_dir: Path, subsets: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    def no_encoding(*_args, **_kwargs):
+        raise AssertionError("evaluated although the output cannot be written")
+
+    monkeypatch.setattr(senteval.SE, "eval", no_encoding)
+    with pytest.raises(SystemExit) as exited:
+        _run(tiny_bert_dir, subsets, tmp_path, "--task_set", "na", "--tasks", "STS12")
+    assert exited.value.code == 2
+    assert f"--output_json {tmp_path} is a directory" in capsys.readouterr().err
+
+
 def test_missing_data_is_a_clean_error(tiny_bert_dir: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         evaluation.main(["--model_name_or_path", str(tiny_bert_dir), "--task_path", str(tmp_path), "--device", "cpu"])
