@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
@@ -75,8 +76,15 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
     """
     path = Path(path)
     chains: list[ChainRecord] = []
-    with large_csv_fields(), open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    if text and not text.endswith("\n"):
+        # generate.py ends every row with a line break; an unterminated last line is a row cut off
+        # mid-write (a copy taken while the generator was appending), so its sentence may be torn
+        logger.warning("%s: the last line is unterminated (cut off while being written); ignoring it", path)
+        text = text[: text.rfind("\n") + 1]
+    with large_csv_fields():
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         columns = set(reader.fieldnames or ())
         if not {"sent", "round"} <= columns:
             raise ValueError(f"{path}: expected columns sent_id,round,sent (or the authors' sent,round)")
@@ -288,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             raise ValueError(f"--id_range must look like START:END, got {args.id_range!r}") from error
         id_range = (start, end)
+    if args.output and any(Path(args.output).resolve() == Path(p).resolve() for p in args.inputs):
+        raise ValueError(f"--output {args.output} is one of the inputs; refusing to overwrite generation output")
     result = merge_chains(args.inputs, args.rounds, id_range)
     summary: dict[str, object] = {
         "inputs": [str(p) for p in args.inputs],

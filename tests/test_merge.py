@@ -113,3 +113,21 @@ def test_report_spearman_similarity_and_plot(tmp_path: Path) -> None:
     assert merge.repeat_fraction([flat]) == pytest.approx(7 / 8) and merge.repeat_fraction([drifting]) == 0.0
     merge.plot_similarity(report, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_unterminated_last_line_is_ignored_not_kept_torn(tmp_path: Path) -> None:
+    chains = {0: [f"first {r}" for r in range(5)], 1: [f"second {r}" for r in range(5)]}
+    path = _write_generation_csv(tmp_path / "gen.csv", chains)
+    whole = path.read_text(encoding="utf-8")
+    path.write_text(whole[:-4], encoding="utf-8")  # cut mid-sentence, as a copy taken mid-write
+    records = merge.read_generation_csv(path)
+    assert [len(r.rounds) for r in records] == [5, 4]  # the torn round 4 of chain 1 is dropped
+    assert all(not s.endswith("seco") for r in records for s in r.rounds.values())
+
+
+def test_merge_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    path = _write_generation_csv(tmp_path / "gen.csv", {0: [f"s {r}" for r in range(5)]})
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="is one of the inputs"):
+        merge.main([str(path), "--output", str(tmp_path / "." / "gen.csv")])
+    assert path.read_bytes() == before
