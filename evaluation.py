@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tasks",
         nargs="+",
-        default=list(STS_TASKS + TRANSFER_TASKS),
-        help="tasks to evaluate when --task_set na",
+        default=None,
+        help="tasks to evaluate; needs --task_set na (default there: all fourteen)",
     )
     parser.add_argument("--batch_size", type=int, default=64, help="sentences per encoder forward pass")
     parser.add_argument("--max_length", type=int, default=None, help="truncate sentences to this many tokens")
@@ -105,10 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def selected_tasks(task_set: str, tasks: Sequence[str]) -> list[str]:
+def selected_tasks(task_set: str, tasks: Sequence[str] | None) -> list[str]:
     """The tasks to run: a named group, or ``tasks`` (checked against the known names)."""
     if task_set != "na":
+        if tasks:
+            raise ValueError(f"--tasks is only read with --task_set na (--task_set {task_set} chooses the tasks)")
         return list(TASK_SETS[task_set])
+    if not tasks:
+        tasks = STS_TASKS + TRANSFER_TASKS
     unknown = [task for task in tasks if task not in senteval.TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(senteval.TASKS)}")

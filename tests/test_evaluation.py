@@ -55,7 +55,10 @@ def _run(model: Path, subsets: Path, output: Path, *extra: str) -> dict:
 
 
 def test_task_sets() -> None:
-    assert evaluation.selected_tasks("sts", ["MR"]) == list(evaluation.STS_TASKS)
+    assert evaluation.selected_tasks("sts", None) == list(evaluation.STS_TASKS)
+    with pytest.raises(ValueError, match="--tasks is only read with --task_set na"):
+        evaluation.selected_tasks("sts", ["MR"])  # would otherwise be ignored silently
+    assert evaluation.selected_tasks("na", None) == [*evaluation.STS_TASKS, *evaluation.TRANSFER_TASKS]
     assert evaluation.selected_tasks("full", []) == [*evaluation.STS_TASKS, *evaluation.TRANSFER_TASKS]
     assert evaluation.selected_tasks("na", ["MR", "STS12", "MR"]) == ["MR", "STS12"]
     with pytest.raises(ValueError, match="unknown task"):
