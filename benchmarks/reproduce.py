@@ -47,6 +47,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from generation.merge import parse_id_range  # noqa: E402
 from rankcse.atomic_files import write_json_atomically, write_text_atomically  # noqa: E402
 from rankcse.ranking_data import content_hash, read_ranking_file, write_ranking_csv  # noqa: E402
 
@@ -129,16 +130,6 @@ class DataSources:
     g15_range: tuple[int, int]
     g10: Path | None
     g10_range: tuple[int, int] | None
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    try:
-        start, end = (int(part) for part in text.split(":"))
-    except ValueError as error:
-        raise ValueError(f"an id range is START:END, got {text!r}") from error
-    if not 0 <= start < end:
-        raise ValueError(f"an id range needs 0 <= START < END, got {text!r}")
-    return start, end
 
 
 def check_generation_complete(path: Path, id_range: tuple[int, int], rounds: int = 32) -> None:
@@ -659,9 +650,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     g10 = REPO_ROOT / args.generated_g10
     sources = DataSources(
         REPO_ROOT / args.generated,
-        parse_range(args.id_range),
+        parse_id_range(args.id_range),
         g10 if g10.is_file() else None,
-        parse_range(args.g10_id_range) if g10.is_file() else None,
+        parse_id_range(args.g10_id_range) if g10.is_file() else None,
     )
     data = build_data(sources, output_dir / "data")
     runner = RowRunner(output_dir, data, run_logged)
@@ -671,13 +662,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     done_with_transfer: set[str] = set()
     progress = tqdm(desc="rows", unit="row", disable=args.dry_run or args.report_only)
+
+    def wants_transfer(row: Row) -> bool:
+        return args.stage == "transfer" and (args.transfer_rows == "all" or row.headline)
+
     while True:
         rows, notes = plan(results, data)
         loaded = 0
         for row in rows:
             name = row.config.short_name()
-            wants_transfer = args.stage == "transfer" and (args.transfer_rows == "all" or row.headline)
-            stored = runner.finished(row, wants_transfer)
+            stored = runner.finished(row, wants_transfer(row))
             if stored is None and name not in results:
                 stored = runner.finished(row, False)
             if stored is not None and stored != results.get(name):
@@ -692,11 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             1
             for row in rows
             if row.config.short_name() in results
-            and (
-                args.stage == "sts"
-                or not (args.transfer_rows == "all" or row.headline)
-                or row.config.short_name() in done_with_transfer
-            )
+            and (not wants_transfer(row) or row.config.short_name() in done_with_transfer)
         )
         progress.refresh()
         pending = [
@@ -705,11 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (args.groups is None or set(row.groups) & set(args.groups))
             and (
                 row.config.short_name() not in results
-                or (
-                    args.stage == "transfer"
-                    and (args.transfer_rows == "all" or row.headline)
-                    and row.config.short_name() not in done_with_transfer
-                )
+                or (wants_transfer(row) and row.config.short_name() not in done_with_transfer)
             )
         ]
         # STS and reranking of every row first, the slow transfer tasks after them
@@ -717,10 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run or args.report_only or not pending:
             break
         row = pending[0]
-        wants_transfer = row.config.short_name() in results
+        adding_transfer = row.config.short_name() in results  # its STS steps are done already
         progress.set_postfix_str(row.config.short_name())
-        results[row.config.short_name()] = runner.run(row, with_transfer=wants_transfer)
-        if wants_transfer:
+        results[row.config.short_name()] = runner.run(row, with_transfer=adding_transfer)
+        if adding_transfer:
             done_with_transfer.add(row.config.short_name())
     progress.close()
 

@@ -286,16 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_id_range(text: str) -> tuple[int, int]:
+    """``"START:END"`` -> ``(START, END)`` with 0 <= START < END (chain ids START..END-1)."""
+    try:
+        start, end = (int(x) for x in text.split(":"))
+    except ValueError as error:
+        raise ValueError(f"--id_range must look like START:END, got {text!r}") from error
+    if not 0 <= start < end:
+        raise ValueError(f"--id_range needs 0 <= START < END, got {text!r}")
+    return start, end
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    id_range = None
-    if args.id_range:
-        try:
-            start, end = (int(x) for x in args.id_range.split(":"))
-        except ValueError as error:
-            raise ValueError(f"--id_range must look like START:END, got {args.id_range!r}") from error
-        id_range = (start, end)
+    id_range = parse_id_range(args.id_range) if args.id_range else None
     if args.output and any(Path(args.output).resolve() == Path(p).resolve() for p in args.inputs):
         raise ValueError(f"--output {args.output} is one of the inputs; refusing to overwrite generation output")
     result = merge_chains(args.inputs, args.rounds, id_range)

@@ -131,3 +131,11 @@ def test_merge_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is one of the inputs"):
         merge.main([str(path), "--output", str(tmp_path / "." / "gen.csv")])
     assert path.read_bytes() == before
+
+
+def test_id_range_parsing() -> None:
+    assert merge.parse_id_range("0:48") == (0, 48)
+    with pytest.raises(ValueError, match="START:END"):
+        merge.parse_id_range("0-48")
+    with pytest.raises(ValueError, match="0 <= START < END"):
+        merge.parse_id_range("48:0")
