@@ -38,6 +38,7 @@ import torch
 from prettytable import PrettyTable
 
 from rankcse.atomic_files import write_json_atomically
+from rankcse.cli_errors import USER_ERRORS
 from rankcse.encoder import SentenceEncoder
 from rankcse.pooling import POOLERS
 from rankcse.senteval_dev import import_senteval
@@ -275,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         payload = run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         logger.debug("evaluation failed", exc_info=True)
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(format_tables(payload["tables"], args.mode))

@@ -32,6 +32,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from rankcse.arguments import DataArguments, ModelArguments, RankingTrainingArguments
 from rankcse.batching import RankingListCollator, TeacherScoredLists
+from rankcse.cli_errors import exit_on_user_error
+from rankcse.offline_models import resolve_model_path
 from rankcse.ranking_data import read_ranking_file
 from rankcse.student import load_student
 from rankcse.teacher import Teacher, cached_similarity_matrices
@@ -50,17 +52,25 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[ModelArguments, DataArg
 
 
 def setup_logging(training_args: RankingTrainingArguments) -> None:
-    """Log to stderr: INFO from the main process, warnings only from the replicas of a distributed run."""
+    """Log to stderr: INFO from the main process, warnings only from the replicas of a distributed run.
+
+    Without --log_level, transformers itself logs warnings only (its INFO level dumps every config
+    and weight file it reads), except the Trainer's own run summary. --log_level/--log_level_replica
+    set every logger, transformers included, as in the Hugging Face example scripts.
+    """
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         handlers=[logging.StreamHandler()],
     )
-    if training_args.should_log:  # the main process logs INFO unless --log_level says otherwise
-        transformers.utils.logging.set_verbosity_info()
-    level = training_args.get_process_log_level()
-    logging.getLogger().setLevel(level)
-    transformers.utils.logging.set_verbosity(level)
+    if training_args.log_level != "passive" or not training_args.should_log:
+        level = training_args.get_process_log_level()
+        logging.getLogger().setLevel(level)
+        transformers.utils.logging.set_verbosity(level)
+        return
+    logging.getLogger().setLevel(logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    logging.getLogger("transformers.trainer").setLevel(logging.INFO)
 
 
 def checkpoint_to_resume(training_args: RankingTrainingArguments) -> str | None:
@@ -136,6 +146,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     resume_from = checkpoint_to_resume(training_args)
     set_seed(training_args.seed)
 
+    # The data and the teacher's name first: a malformed row or a misspelled teacher is reported
+    # in seconds, not after the student has loaded.
+    lists = None
+    if training_args.do_train:
+        resolve_model_path(model_args.teacher_name_or_path)
+        lists = read_ranking_file(data_args.train_file, skip_invalid_rows=data_args.skip_invalid_rows)
+        log_data_sizes(lists, data_args.train_file)
+
     student, tokenizer = load_student(
         model_args.model_name_or_path,
         model_args.pooler_type,
@@ -152,9 +170,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     )
 
     train_dataset = None
-    if training_args.do_train:
-        lists = read_ranking_file(data_args.train_file, skip_invalid_rows=data_args.skip_invalid_rows)
-        log_data_sizes(lists, data_args.train_file)
+    if lists is not None:
         train_dataset = TeacherScoredLists(lists, teacher_matrices(model_args, training_args, lists))
 
     trainer = RankingTrainer(
@@ -193,4 +209,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "train.py")

@@ -352,4 +352,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rankcse.cli_errors import exit_on_user_error
+
+    sys.exit(exit_on_user_error(main, "merge.py"))

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 RANKING_LOSSES: tuple[str, ...] = ("listmle", "listnet")
 # SentEval transfer tasks evaluated on the final model under --do_eval (SimCSE's list).
 TRANSFER_TASKS: tuple[str, ...] = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
+# What the dev evaluation during training computes, so what --metric_for_best_model may name.
+SELECTION_METRICS: tuple[str, ...] = ("avg_sts", "stsb_spearman", "sickr_spearman")
 
 
 @dataclass
@@ -256,3 +258,21 @@ class RankingTrainingArguments(TrainingArguments):
             else:
                 self.save_strategy = "steps"
         super().__post_init__()
+        self._check_selection_metric()
+
+    def _check_selection_metric(self) -> None:
+        """Refuse a metric the dev evaluation never computes now, not at the first evaluation."""
+        if self.metric_for_best_model is None:
+            return
+        name = self.metric_for_best_model.removeprefix("eval_")
+        if name in SELECTION_METRICS:
+            return
+        if name == "loss":  # the parent class's default under --load_best_model_at_end
+            raise ValueError(
+                "--load_best_model_at_end needs --metric_for_best_model: the dev evaluation computes no loss; "
+                f"choose one of {', '.join(SELECTION_METRICS)} (the paper selects on avg_sts)"
+            )
+        raise ValueError(
+            f"--metric_for_best_model {self.metric_for_best_model!r} is not computed by the dev evaluation; "
+            f"choose one of {', '.join(SELECTION_METRICS)}"
+        )

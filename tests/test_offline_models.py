@@ -56,10 +56,42 @@ def test_local_path_passes_through_unchanged(tmp_path):
     assert om.resolve_model_path(str(folder)) == str(folder)
 
 
-def test_unknown_name_passes_through_unchanged(monkeypatch):
-    _offline(monkeypatch)
+def test_unknown_hub_id_passes_through_when_hub_answers(monkeypatch):
+    monkeypatch.setattr(om, "hub_reachable", lambda: True)
     assert om.resolve_model_path("bert-base-uncased") == "bert-base-uncased"
     assert om.resolve_model_path("some-org/some-model") == "some-org/some-model"
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(om.ModelNotFoundError, match=r"'some-org/some-model'.*HF_HUB_OFFLINE is set"):
+        om.resolve_model_path("some-org/some-model")
+    # a misspelled offline name gets the closest real names
+    with pytest.raises(om.ModelNotFoundError, match=r"Did you mean 'all-MiniLM-L6-v2'"):
+        om.resolve_model_path("all-MiniLM-L6-v3")
+
+
+def test_hub_id_in_local_hub_cache_passes_through_offline(monkeypatch, tmp_path):
+    """Models the user downloaded earlier stay loadable offline through transformers' own cache."""
+    _offline(monkeypatch)
+    cache = tmp_path / "hf-cache"
+    snapshot = cache / "models--some-org--some-model" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (cache / "models--some-org--some-model" / "refs").mkdir()
+    (cache / "models--some-org--some-model" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert om.resolve_model_path("some-org/some-model") == "some-org/some-model"
+
+
+def test_missing_local_path_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(om, "hub_reachable", lambda: True)  # even with the hub, a path is not a hub id
+    missing = tmp_path / "result" / "my-model"
+    with pytest.raises(om.ModelNotFoundError, match="no such file or folder"):
+        om.resolve_model_path(str(missing))
+    with pytest.raises(FileNotFoundError):  # callers catching FileNotFoundError see it too
+        om.resolve_model_path("./result/not-there")
 
 
 def test_short_name_resolves_to_real_folder():

@@ -151,3 +151,37 @@ def test_ddp_two_cpu_processes_train_and_evaluate(setup: dict[str, Path]) -> Non
     train_results = json.loads((output / "train_results.json").read_text())
     assert train_results["train_lists"] == len(LENGTHS)
     assert train_results["epoch"] == pytest.approx(2.0)
+
+
+def run_train_script(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("RANKCSE_TRACEBACK", None)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_user_errors_end_in_one_line_not_a_traceback(setup: dict[str, Path]) -> None:
+    """A misspelled model and a malformed data row are reported as `train.py: error: ...`, exit 2."""
+    root = setup["root"]
+    missing_student = root / "no-such-student"
+    argv = paper_command(missing_student, setup["teacher"], setup["data"], root / "err-run")
+    result = run_train_script(argv)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"train.py: error: model '{missing_student}': no such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    # A malformed row is reported (file and line) before any model loads: the student here does
+    # not exist either, yet the data error is the one reported.
+    bad_data = root / "bad.csv"
+    bad_data.write_text("list_sent\n\"['A man plays.', 'A man is playing.', 'A man sings.']\"\n\"not a list\"\n")
+    result = run_train_script(paper_command(missing_student, setup["teacher"], bad_data, root / "err-run"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"train.py: error: {bad_data}" in result.stderr
+    assert "line 3" in result.stderr
+    assert "Traceback" not in result.stderr

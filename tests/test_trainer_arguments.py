@@ -98,3 +98,25 @@ def test_unknown_pooler_is_an_argparse_error() -> None:
     base = ["--model_name_or_path", "s", "--teacher_name_or_path", "t", "--train_file", "f", "--output_dir", "o"]
     with pytest.raises(SystemExit):
         parse(base + ["--pooler_type", "max"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--metric_for_best_model", "avg_st"], "'avg_st' is not computed by the dev evaluation"),
+        (["--metric_for_best_model", "eval_loss"], "computes no loss"),
+        (["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "5"], "computes no loss"),
+    ],
+)
+def test_selection_metric_is_checked_before_training(extra: list[str], message: str) -> None:
+    """A metric the dev evaluation never computes would otherwise fail at the first evaluation."""
+    base = ["--model_name_or_path", "s", "--teacher_name_or_path", "t", "--train_file", "f", "--output_dir", "o"]
+    with pytest.raises(ValueError, match=message):
+        parse(base + extra)
+
+
+@pytest.mark.parametrize("metric", ["avg_sts", "eval_avg_sts", "stsb_spearman", "eval_sickr_spearman"])
+def test_dev_metrics_are_accepted_with_or_without_prefix(metric: str) -> None:
+    base = ["--model_name_or_path", "s", "--teacher_name_or_path", "t", "--train_file", "f", "--output_dir", "o"]
+    *_, training_args = parse(base + ["--metric_for_best_model", metric])
+    assert training_args.metric_for_best_model == metric
