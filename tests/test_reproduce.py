@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from rankcse.ranking_data import write_ranking_csv
+from rankcse.ranking_data import read_ranking_file, write_ranking_csv
 
 spec = importlib.util.spec_from_file_location("reproduce", REPO_ROOT / "benchmarks" / "reproduce.py")
 reproduce = importlib.util.module_from_spec(spec)
@@ -94,6 +94,21 @@ def test_unfinished_generation_ranges_are_refused(tmp_path: Path) -> None:
         reproduce.check_generation_complete(path, (0, 6))
     with pytest.raises(FileNotFoundError, match="generation file not found"):
         reproduce.check_generation_complete(tmp_path / "missing.csv", (0, 1))
+
+
+def test_guidance_10_rows_wait_for_their_generation_run(tmp_path: Path) -> None:
+    """A guidance 1.0 run still in progress does not stop the report; its rows appear once it is done."""
+    g15, g10 = tmp_path / "g15.csv", tmp_path / "g10.csv"
+    write_generation(g15, complete=[0, 1, 2, 3], partial={}, dropped=[])
+    write_generation(g10, complete=[0], partial={1: 5}, dropped=[])
+    sources = reproduce.DataSources(g15, (0, 4), g10, (0, 2))
+    variants = reproduce.build_data(sources, tmp_path / "data")
+    assert "g15_n32" in variants and "g10_same" not in variants
+
+    write_generation(g10, complete=[0, 1], partial={}, dropped=[])
+    variants = reproduce.build_data(sources, tmp_path / "data")
+    assert read_ranking_file(variants["g10_same"])[1][0] == "sentence 1 0"
+    assert len(read_ranking_file(variants["g15_same"])) == 2
 
 
 class FakeSteps:
