@@ -20,6 +20,7 @@ sentence-transformers, and evaluate it (with the transfer dev sets under --do_ev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -71,6 +72,25 @@ def setup_logging(training_args: RankingTrainingArguments) -> None:
     logging.getLogger().setLevel(logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     logging.getLogger("transformers.trainer").setLevel(logging.INFO)
+
+
+def non_default_arguments(arguments: object) -> dict[str, object]:
+    """The fields of a dataclass whose values differ from their declared defaults (a readable log line:
+    TrainingArguments has over a hundred fields)."""
+    changed = {}
+    for spec in dataclasses.fields(arguments):
+        value = getattr(arguments, spec.name)
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if dataclasses.is_dataclass(value) or (default is None and not value):
+            continue  # nested configurations, and unset values the parent class filled in
+        if value != default and str(getattr(value, "value", value)) != str(default):
+            changed[spec.name] = getattr(value, "value", value)
+    return changed
 
 
 def checkpoint_to_resume(training_args: RankingTrainingArguments) -> str | None:
@@ -136,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     setup_logging(training_args)
     logger.info("model arguments: %s", model_args)
     logger.info("data arguments: %s", data_args)
-    logger.info("training arguments: %s", training_args.to_json_string())
+    logger.info("training arguments (those not at their default): %s", non_default_arguments(training_args))
+    logger.debug("all training arguments: %s", training_args.to_json_string())
     logger.info(
         "device %s, world size %d, parallel mode %s",
         training_args.device,

@@ -120,3 +120,13 @@ def test_dev_metrics_are_accepted_with_or_without_prefix(metric: str) -> None:
     base = ["--model_name_or_path", "s", "--teacher_name_or_path", "t", "--train_file", "f", "--output_dir", "o"]
     *_, training_args = parse(base + ["--metric_for_best_model", metric])
     assert training_args.metric_for_best_model == metric
+
+
+def test_log_line_lists_only_changed_training_arguments() -> None:
+    import train
+
+    base = ["--model_name_or_path", "s", "--teacher_name_or_path", "t", "--train_file", "f", "--output_dir", "o"]
+    *_, training_args = parse(base + ["--learning_rate", "3e-6", "--eval_strategy", "steps", "--eval_steps", "25"])
+    changed = train.non_default_arguments(training_args)
+    assert changed["learning_rate"] == 3e-6 and changed["eval_strategy"] == "steps" and changed["eval_steps"] == 25
+    assert "seed" not in changed and "weight_decay" not in changed and "accelerator_config" not in changed
