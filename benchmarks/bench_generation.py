@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from generation import generate  # noqa: E402
 from generation.store import scan_chain_csv  # noqa: E402
+from rankcse.atomic_files import write_text_atomically  # noqa: E402
 
 HEADER = (
     "| date | model | backend | threads | premises x rounds | batch | batched chains/min | "
@@ -82,7 +83,7 @@ def main() -> int:
         text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
         if "batched chains/min" not in text:
             text += "\n## Generation: batched vs one chain at a time (`bench_generation.py`)\n\n" + HEADER
-        readme.write_text(text + row + "\n", encoding="utf-8")
+        write_text_atomically(readme, text + row + "\n")
     return 0
 
 
