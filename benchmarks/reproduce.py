@@ -374,10 +374,30 @@ def train_command(config: Config, data_file: Path, output: Path) -> list[str]:
 class RowRunner:
     """Runs the steps of one row in its folder, skipping those whose output exists."""
 
-    def __init__(self, output_dir: Path, data: dict[str, Path], execute: Callable[[Sequence[str], Path], None]):
+    def __init__(
+        self,
+        output_dir: Path,
+        data: dict[str, Path],
+        execute: Callable[[Sequence[str], Path], None],
+        record_dir: Path | None = None,
+    ):
+        """``record_dir``: where each finished row's result is also kept, one small JSON per run
+        folder, so that a checkout without the (large, unversioned) run folders still has every
+        measured row: the report renders from it and the driver skips those rows."""
         self.output_dir = output_dir
         self.data = data
         self.execute = execute
+        self.record_dir = record_dir
+
+    def record_path(self, config: Config) -> Path | None:
+        return None if self.record_dir is None else self.record_dir / f"{self.folder(config).name}.json"
+
+    def _store(self, config: Config, result: dict[str, Any]) -> None:
+        write_json_atomically(self.folder(config) / "row.json", result)
+        record = self.record_path(config)
+        if record is not None:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(record, result)
 
     def folder(self, config: Config) -> Path:
         identity = dataclasses.asdict(config)
@@ -449,7 +469,7 @@ class RowRunner:
             )
         if transfer.is_file():
             result["transfer"] = json.loads(transfer.read_text(encoding="utf-8"))["tables"]["transfer"]
-        write_json_atomically(folder / "row.json", result)
+        self._store(config, result)
         return result
 
     def evaluation(self, model: str, pooler: str | None, mode: str, tasks: list[str], output: Path) -> list[str]:
@@ -463,10 +483,15 @@ class RowRunner:
 
     def finished(self, row: Row, with_transfer: bool) -> dict[str, Any] | None:
         """The stored result of ``row`` if it has everything ``with_transfer`` asks for."""
-        path = self.folder(row.config) / "row.json"
-        if not path.is_file():
+        local, record = self.folder(row.config) / "row.json", self.record_path(row.config)
+        if local.is_file():
+            result = json.loads(local.read_text(encoding="utf-8"))
+            if record is not None and not record.is_file():  # measured before records were kept
+                self._store(row.config, result)
+        elif record is not None and record.is_file():
+            result = json.loads(record.read_text(encoding="utf-8"))
+        else:
             return None
-        result = json.loads(path.read_text(encoding="utf-8"))
         if with_transfer and "transfer" not in result:
             return None
         return result
@@ -646,6 +671,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--groups", nargs="+", default=None, help="run only rows of these groups")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and what is done; run nothing")
     parser.add_argument("--report_only", action="store_true", help="only rewrite the tables and the plot")
+    parser.add_argument(
+        "--record_dir",
+        default="benchmarks/reproduce_results",
+        help="versioned copy of every finished row's result (one JSON per run), read when a run folder is absent",
+    )
     parser.add_argument("--results_md", default="RESULTS.md", help="document whose marked table section is rewritten")
     parser.add_argument("--plot", default="docs/dev_avg_sts_curves.png", help="PNG of dev avg_sts against steps")
     return parser
@@ -663,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_id_range(args.g10_id_range) if g10.is_file() else None,
     )
     data = build_data(sources, output_dir / "data")
-    runner = RowRunner(output_dir, data, run_logged)
+    runner = RowRunner(output_dir, data, run_logged, record_dir=REPO_ROOT / args.record_dir)
 
     from tqdm import tqdm
 

@@ -205,3 +205,25 @@ def test_tables_and_markers(runner, tmp_path: Path) -> None:
     document.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         reproduce.replace_between_markers(document, "x")
+
+
+def test_rows_recorded_in_the_record_folder_count_as_done_without_their_run_folder(tmp_path: Path) -> None:
+    """A fresh checkout has the committed records but not the run folders: rows are not rerun."""
+    output = Path(REPO_ROOT / "result" / "test_reproduce" / f"record-{tmp_path.name}")
+    try:
+        data_file = output / "data" / "g15_n32.csv"
+        data_file.parent.mkdir(parents=True)
+        write_ranking_csv(data_file, [["a b", "a c", "d e"]])
+        records = tmp_path / "records"
+        steps = FakeSteps()
+        row_runner = reproduce.RowRunner(output, {"g15_n32": data_file}, steps, record_dir=records)
+        row = reproduce.Row(Config("A"), ["lr"])
+        result = row_runner.run(row, with_transfer=False)
+        assert json.loads(row_runner.record_path(row.config).read_text()) == result
+
+        shutil.rmtree(output / "runs")  # a fresh machine: no run folders
+        fresh = reproduce.RowRunner(output, {"g15_n32": data_file}, FakeSteps(), record_dir=records)
+        assert fresh.finished(row, with_transfer=False) == result
+        assert fresh.finished(row, with_transfer=True) is None  # transfer still to be run
+    finally:
+        shutil.rmtree(output, ignore_errors=True)
