@@ -199,26 +199,27 @@ def build_data(sources: DataSources, folder: Path) -> dict[str, Path]:
         "g10_sha256": content_hash(sources.g10) if sources.g10 else None,
         "g10_range": list(sources.g10_range) if sources.g10_range else None,
     }
-    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) != wanted:
-        # other raw data: the derived files must be rebuilt (runs are keyed by content, so no
-        # stale result is reused; their folders stay on disk)
-        logger.warning("data sources changed since %s was written; rebuilding the data variants", folder)
-        for old in folder.glob("*.csv"):
-            old.unlink()
+    # Other raw data (a generation file that grew, another range): every derived file is rebuilt.
+    # Each is replaced atomically, never deleted first, so a driver already training on one of
+    # them is not disturbed; an unchanged range gives byte-identical files. Runs are keyed by the
+    # content of their file, so no stale result is reused.
+    stale = not stamp.is_file() or json.loads(stamp.read_text(encoding="utf-8")) != wanted
+    if stale and stamp.is_file():
+        logger.info("data sources changed since %s was written; rebuilding the data variants", folder)
     check_generation_complete(sources.g15, sources.g15_range)
-    if not base.is_file():
+    if stale or not base.is_file():
         run_merge([sources.g15], base, sources.g15_range, 32, folder / "merge_g15_n32.log")
     variants["g15_n32"] = base
     for rounds in LIST_LENGTHS:
         path = folder / f"g15_n{rounds}.csv"
-        if not path.is_file():
+        if stale or not path.is_file():
             run_merge([sources.g15], path, sources.g15_range, rounds, folder / f"merge_g15_n{rounds}.log")
         variants[f"g15_n{rounds}"] = path
     full = read_ranking_file(base)
     for fraction in DATA_FRACTIONS:
         name = f"g15_n32_{round(100 * fraction)}pct"
         path = folder / f"{name}.csv"
-        if not path.is_file():
+        if stale or not path.is_file():
             write_ranking_csv(path, subsample(full, fraction))
         variants[name] = path
     g10_ready = sources.g10 is not None and sources.g10_range is not None
@@ -230,7 +231,7 @@ def build_data(sources: DataSources, folder: Path) -> dict[str, Path]:
             g10_ready = False
     if g10_ready:
         g10_path, g15_path = folder / "g10_same.csv", folder / "g15_same.csv"
-        if not (g10_path.is_file() and g15_path.is_file()):
+        if stale or not (g10_path.is_file() and g15_path.is_file()):
             with tempfile.TemporaryDirectory(dir=folder) as scratch:
                 g10_all, g15_all = Path(scratch) / "g10.csv", Path(scratch) / "g15.csv"
                 run_merge([sources.g10], g10_all, sources.g10_range, 32, folder / "merge_g10.log")
