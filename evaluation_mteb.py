@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rankcse.mteb_tasks import TaskDataUnavailableError, get_task, load_task_data
 
+    if args.output_folder.exists() and not args.output_folder.is_dir():
+        raise ValueError(f"--output_folder {args.output_folder} is a file, not a folder")
     # Resolve and load every task before any model: a missing data set fails in seconds.
     try:
         tasks = [get_task(name, data_dir=args.data_dir) for name in args.tasks]

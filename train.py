@@ -21,6 +21,7 @@ sentence-transformers, and evaluate it (with the transfer dev sets under --do_ev
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -32,12 +33,13 @@ from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from rankcse.arguments import DataArguments, ModelArguments, RankingTrainingArguments
+from rankcse.atomic_files import write_json_atomically
 from rankcse.batching import RankingListCollator, TeacherScoredLists
 from rankcse.cli_errors import exit_on_user_error
 from rankcse.offline_models import resolve_model_path
 from rankcse.ranking_data import read_ranking_file
 from rankcse.student import load_student
-from rankcse.teacher import Teacher, cached_similarity_matrices
+from rankcse.teacher import Teacher, cached_similarity_matrices, lists_fingerprint
 from rankcse.trainer import RankingObjective, RankingTrainer, senteval_dev_evaluator
 
 logger = logging.getLogger("train")
@@ -100,13 +102,15 @@ def checkpoint_to_resume(training_args: RankingTrainingArguments) -> str | None:
     without --overwrite_output_dir, its last checkpoint is resumed, and a non-empty folder without
     any checkpoint is an error rather than something to overwrite silently.
     """
+    output_dir = training_args.output_dir
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder")
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
-    output_dir = training_args.output_dir
     if not training_args.do_train or training_args.overwrite_output_dir or not os.path.isdir(output_dir):
         return None
     last = get_last_checkpoint(output_dir)
-    if last is None and os.listdir(output_dir):
+    if last is None and set(os.listdir(output_dir)) - {RUN_SETTINGS_FILE}:
         raise ValueError(
             f"output directory {output_dir} exists, is not empty and holds no checkpoint to resume; "
             "use --overwrite_output_dir to train into it anyway"
@@ -114,6 +118,62 @@ def checkpoint_to_resume(training_args: RankingTrainingArguments) -> str | None:
     if last is not None:
         logger.info("resuming from %s (use --overwrite_output_dir to start over)", last)
     return last
+
+
+# What defines a training run: resuming a checkpoint under other values would silently mix two runs.
+RUN_SETTINGS_FILE = "run_settings.json"
+_RUN_DEFINING_TRAINING_ARGUMENTS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+)
+_NOT_RUN_DEFINING_MODEL_ARGUMENTS = ("teacher_batch_size", "teacher_cache_dir")
+
+
+def run_settings(
+    model_args: ModelArguments, training_args: RankingTrainingArguments, lists: Sequence[Sequence[str]]
+) -> dict[str, object]:
+    """The settings a checkpoint belongs to: the models, the objective, the data's content, the optimizer."""
+    settings: dict[str, object] = {
+        key: value
+        for key, value in dataclasses.asdict(model_args).items()
+        if key not in _NOT_RUN_DEFINING_MODEL_ARGUMENTS
+    }
+    settings["train_lists_sha256"] = lists_fingerprint(lists)
+    settings.update({key: getattr(training_args, key) for key in _RUN_DEFINING_TRAINING_ARGUMENTS})
+    return settings
+
+
+def check_resume(output_dir: str, checkpoint: str, settings: dict[str, object], max_steps: int) -> None:
+    """Refuse to resume ``checkpoint`` under other settings, or when it has nothing left to train."""
+    stored_path = os.path.join(output_dir, RUN_SETTINGS_FILE)
+    if os.path.isfile(stored_path):
+        with open(stored_path, encoding="utf-8") as stream:
+            stored = json.load(stream)
+        changed = [
+            f"{key}: {stored.get(key)!r} -> {value!r}" for key, value in settings.items() if stored.get(key) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"{checkpoint} belongs to a run with other settings ({'; '.join(changed)}); resuming it would mix "
+                "two runs. Use --overwrite_output_dir to start over, or another --output_dir"
+            )
+    else:
+        logger.warning(
+            "%s has no %s: cannot check that the checkpoint was trained with these settings",
+            output_dir,
+            RUN_SETTINGS_FILE,
+        )
+    state_path = os.path.join(checkpoint, "trainer_state.json")
+    if max_steps > 0 and os.path.isfile(state_path):
+        with open(state_path, encoding="utf-8") as stream:
+            step = json.load(stream).get("global_step", 0)
+        if step >= max_steps:
+            raise ValueError(
+                f"{checkpoint} is at step {step}, already at --max_steps {max_steps}: nothing left to train "
+                "(raise --max_steps to continue, or use --overwrite_output_dir to start over)"
+            )
 
 
 def log_data_sizes(lists: Sequence[Sequence[str]], train_file: str) -> None:
@@ -174,6 +234,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         resolve_model_path(model_args.teacher_name_or_path)
         lists = read_ranking_file(data_args.train_file, skip_invalid_rows=data_args.skip_invalid_rows)
         log_data_sizes(lists, data_args.train_file)
+        settings = run_settings(model_args, training_args, lists)
+        if resume_from is not None:
+            check_resume(training_args.output_dir, resume_from, settings, training_args.max_steps)
+        if training_args.process_index == 0:
+            os.makedirs(training_args.output_dir, exist_ok=True)
+            write_json_atomically(os.path.join(training_args.output_dir, RUN_SETTINGS_FILE), settings)
 
     student, tokenizer = load_student(
         model_args.model_name_or_path,

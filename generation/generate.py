@@ -155,6 +155,8 @@ def read_sources(path: str | Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    if not lines:
+        raise ValueError(f"{path}: no source sentences (the file is empty)")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             raise ValueError(f"{path}, line {number}: empty line; remove it (sentence ids are line numbers)")

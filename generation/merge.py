@@ -301,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     id_range = parse_id_range(args.id_range) if args.id_range else None
+    if args.output and Path(args.output).is_dir():
+        raise ValueError(
+            f"--output {args.output} is a directory; give a file name, "
+            f"e.g. {Path(args.output) / 'rankingsentences_n32.csv'}"
+        )
     if args.output and any(Path(args.output).resolve() == Path(p).resolve() for p in args.inputs):
         raise ValueError(f"--output {args.output} is one of the inputs; refusing to overwrite generation output")
     result = merge_chains(args.inputs, args.rounds, id_range)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from rankcse.offline_models import resolve_model_path
+from rankcse.offline_models import load_local_or_hub, resolve_model_path
 from rankcse.pooling import check_pooler, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
@@ -185,8 +185,10 @@ class SentenceEncoder:
             source = "the caller"
         self.pooler = check_pooler(pooler)
 
-        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(self.path)
-        model, loading_info = AutoModel.from_pretrained(self.path, output_loading_info=True, dtype=dtype)
+        self.tokenizer: PreTrainedTokenizerBase = load_local_or_hub(AutoTokenizer.from_pretrained, self.path)
+        model, loading_info = load_local_or_hub(
+            AutoModel.from_pretrained, self.path, output_loading_info=True, dtype=dtype
+        )
         if self.pooler == "cls":
             check_cls_pooler_trained(self.path, model, list(loading_info.get("missing_keys", [])))
         self.model: PreTrainedModel = model.to(self.device).eval()

@@ -53,9 +53,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CACHE_ENV_VAR = "RANKCSE_CACHE"
 # Written last into every prepared folder; its presence means the folder is complete.
@@ -707,7 +709,13 @@ def resolve_model_path(name_or_path: str) -> str:
         ModelNotFoundError: the name is a path that does not exist, or a hub id while the hub is
             out of reach and the local Hugging Face cache does not hold it.
     """
-    if Path(name_or_path).expanduser().exists():
+    local = Path(name_or_path).expanduser()
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"model folder {name_or_path}: no config.json, so not a transformers model folder "
+            "(a trained model is the --output_dir of train.py, with config.json and the weights)"
+        )
+    if local.exists():
         return name_or_path
     if name_or_path in OFFLINE_MODELS:
         return str(prepare(name_or_path))
@@ -727,6 +735,26 @@ def resolve_model_path(name_or_path: str) -> str:
     folder = prepare(name)
     logger.warning("Hub unreachable or offline mode set: using the offline copy of %s at %s", name_or_path, folder)
     return str(folder)
+
+
+class ModelLoadError(ValueError):
+    """A local model folder exists but cannot be loaded (missing or damaged weights, no tokenizer)."""
+
+
+def load_local_or_hub(loader: Callable[..., T], path: str, **kwargs) -> T:
+    """``loader(path, **kwargs)`` (a ``from_pretrained``), turning the errors of a broken local folder
+    into one :class:`ModelLoadError` that names the folder; hub errors pass through unchanged."""
+    try:
+        return loader(path, **kwargs)
+    except Exception as error:  # noqa: BLE001 - re-raised below unless it concerns a local folder
+        if not Path(path).expanduser().is_dir():
+            raise
+        from safetensors import SafetensorError
+
+        if not isinstance(error, (OSError, ValueError, SafetensorError)):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"model folder {path}: cannot be loaded: {reason}") from error
 
 
 def _format_listing() -> str:

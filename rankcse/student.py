@@ -25,7 +25,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from rankcse.encoder import RANKCSE_CONFIG_KEY
-from rankcse.offline_models import resolve_model_path
+from rankcse.offline_models import load_local_or_hub, resolve_model_path
 from rankcse.pooling import check_pooler, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ def load_student(
     """
     check_pooler(pooler_type)
     path = resolve_model_path(model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, dtype=dtype)
+    tokenizer = load_local_or_hub(AutoTokenizer.from_pretrained, path)
+    model = load_local_or_hub(AutoModel.from_pretrained, path, dtype=dtype)
     if getattr(model.config, "is_encoder_decoder", False):
         raise ValueError(f"{model_name_or_path}: an encoder-decoder model cannot be the student; use an encoder")
 

@@ -326,6 +326,12 @@ def test_unknown_task_is_a_clear_error(capsys, sts_vocab_bert_dir, tmp_path):
     assert "Unknown MTEB task 'AskUbuntuDupQuestionz'" in error and "AskUbuntuDupQuestions" in error
     assert TASK_NAME in error
 
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        evaluation_mteb.main(argv[:2] + ["--tasks", TASK_NAME, "--output_folder", str(a_file)])
+    assert a_file.read_text() == "keep"
+
 
 def test_unreachable_data_set_is_a_clear_error(tmp_path, sts_vocab_bert_dir):
     """Run as a separate process: the hub libraries read the offline switch when first imported."""

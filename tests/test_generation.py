@@ -360,6 +360,9 @@ def test_select_ids_and_read_sources(tmp_path: Path) -> None:
     path.write_text("a\n\nb\n")
     with pytest.raises(ValueError, match="line 2"):
         generate.read_sources(path)
+    path.write_text("")
+    with pytest.raises(ValueError, match="no source sentences"):
+        generate.read_sources(path)
 
 
 def test_chain_requests_use_previous_sentence_and_first_negative(backend: TransformersBackend) -> None:

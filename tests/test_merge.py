@@ -131,6 +131,8 @@ def test_merge_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is one of the inputs"):
         merge.main([str(path), "--output", str(tmp_path / "." / "gen.csv")])
     assert path.read_bytes() == before
+    with pytest.raises(ValueError, match="is a directory; give a file name"):
+        merge.main([str(path), "--output", str(tmp_path)])
 
 
 def test_id_range_parsing() -> None:

@@ -301,3 +301,24 @@ def test_paraphrase_minilm_rebuilt_from_onnx_matches_the_graph():
     similar = float(embeddings[0] @ embeddings[1] / (embeddings[0].norm() * embeddings[1].norm()))
     unrelated = float(embeddings[0] @ embeddings[2] / (embeddings[0].norm() * embeddings[2].norm()))
     assert similar > unrelated + 0.2
+
+
+def test_broken_local_model_folders_are_named_in_one_error(tmp_path):
+    from transformers import AutoModel, BertConfig
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(om.ModelNotFoundError, match=f"model folder {empty}: no config.json"):
+        om.resolve_model_path(str(empty))
+
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16).save_pretrained(
+        config_only
+    )
+    with pytest.raises(om.ModelLoadError, match=f"model folder {config_only}: cannot be loaded"):
+        om.load_local_or_hub(AutoModel.from_pretrained, str(config_only))
+
+    (config_only / "model.safetensors").write_bytes(b"\x10\x00\x00\x00")  # a truncated weights file
+    with pytest.raises(om.ModelLoadError, match=f"model folder {config_only}: cannot be loaded"):
+        om.load_local_or_hub(AutoModel.from_pretrained, str(config_only))

@@ -185,3 +185,29 @@ def test_user_errors_end_in_one_line_not_a_traceback(setup: dict[str, Path]) -> 
     assert f"train.py: error: {bad_data}" in result.stderr
     assert "line 3" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_resume_refuses_other_settings_and_a_finished_checkpoint(setup: dict[str, Path]) -> None:
+    """Resuming into an existing folder must not silently mix two runs or rewrite finished results."""
+    output = setup["root"] / "resume-check"
+    base = [token for token in paper_command(setup["student"], setup["teacher"], setup["data"], output)
+            if token != "--overwrite_output_dir"] + [
+        "--max_steps", "2", "--eval_steps", "2", "--teacher_cache_dir", str(setup["root"] / "cache"),
+        "--eval_transfer_tasks", "", "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "steps",
+        "--save_steps", "2",
+    ]  # fmt: skip
+    train.main(base)
+    assert json.loads((output / train.RUN_SETTINGS_FILE).read_text())["omega"] == 0.5
+    results_before = (output / "train_results.json").read_bytes()
+
+    with pytest.raises(ValueError, match=r"other settings \(omega: 0\.5 -> 1\.0\)"):
+        train.main(base + ["--omega", "1.0"])
+    with pytest.raises(ValueError, match="already at --max_steps 2: nothing left to train"):
+        train.main(base)
+    assert (output / "train_results.json").read_bytes() == results_before
+
+    a_file = setup["root"] / "not-a-folder.txt"
+    a_file.write_text("keep me")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        train.main(paper_command(setup["student"], setup["teacher"], setup["data"], a_file))
+    assert a_file.read_text() == "keep me"
