@@ -93,6 +93,11 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
         current: ChainRecord | None = None
         for row in reader:
             line = reader.line_num
+            if None in row:  # more fields than columns: a sentence with an unquoted comma
+                raise ValueError(
+                    f"{path}, line {line}: {len(reader.fieldnames or ()) + len(row[None])} fields for "
+                    f"{len(reader.fieldnames or ())} columns (a sentence with a comma must be quoted)"
+                )
             try:
                 round_index = int(row["round"])
                 if round_index < 0:

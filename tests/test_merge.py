@@ -135,6 +135,13 @@ def test_merge_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
         merge.main([str(path), "--output", str(tmp_path)])
 
 
+def test_unquoted_comma_is_an_error_not_a_cut_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "gen.csv"
+    path.write_text("sent_id,round,sent\n0,0,A man sleeps.\n0,1,A man, tired, sleeps.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 3: 5 fields for 3 columns \(a sentence with a comma must be quoted\)"):
+        merge.read_generation_csv(path)
+
+
 def test_id_range_parsing() -> None:
     assert merge.parse_id_range("0:48") == (0, 48)
     with pytest.raises(ValueError, match="START:END"):
