@@ -53,6 +53,7 @@ def test_cache_root_follows_environment(tmp_path, monkeypatch):
 def test_local_path_passes_through_unchanged(tmp_path):
     folder = tmp_path / "all-MiniLM-L6-v2"  # even a folder named like an offline model
     folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
     assert om.resolve_model_path(str(folder)) == str(folder)
 
 
