@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=[row.name for row in ROWS], default=[])
     parser.add_argument("--input", default="data/source/snli_premises_raw.txt")
     parser.add_argument("--premises", type=int, default=48, help="the first N lines of --input")
-    parser.add_argument("--output_dir", default="result/generation_options")
+    parser.add_argument("--output_dir", default="data/generated/option_comparison")
     parser.add_argument("--table_only", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
