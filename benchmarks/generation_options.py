@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from rankcse.atomic_files import write_json_atomically  # noqa: E402
+
 logger = logging.getLogger("generation_options")
 
 
@@ -92,7 +96,7 @@ def run_row(row: OptionRow, args: argparse.Namespace, folder: Path) -> None:
                 generate_command(row, args, output), cwd=REPO_ROOT, stdout=stream, stderr=subprocess.STDOUT
             )
         timing["invocations"].append({"seconds": time.monotonic() - start, "exit_status": completed.returncode})
-        timing_path.write_text(json.dumps(timing, indent=1) + "\n")
+        write_json_atomically(timing_path, timing)
         if completed.returncode != 0:
             raise RuntimeError(f"{row.name}: generate.py failed ({completed.returncode}); see {log}")
     source = REPO_ROOT / row.reuse if row.reuse else output
