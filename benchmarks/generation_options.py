@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -77,8 +78,8 @@ ROWS: tuple[OptionRow, ...] = (
 def generate_command(row: OptionRow, args: argparse.Namespace, output: Path) -> list[str]:
     return [
         sys.executable, "generation/generate.py", "--input", args.input, "--end", str(args.premises),
-        "--output", str(output), "--model", row.model, "--backend", "llama_cpp", "--threads", "1",
-        "--batch_size", "4", "--guidance_scale", "1.5", "--rounds", "32", "--max_new_tokens", "100",
+        "--output", os.path.relpath(output, REPO_ROOT), "--model", row.model, "--backend", "llama_cpp",
+        "--threads", "1", "--batch_size", "4", "--guidance_scale", "1.5", "--rounds", "32", "--max_new_tokens", "100",
         *row.options,
     ]  # fmt: skip
 
@@ -99,7 +100,8 @@ def run_row(row: OptionRow, args: argparse.Namespace, folder: Path) -> None:
         write_json_atomically(timing_path, timing)
         if completed.returncode != 0:
             raise RuntimeError(f"{row.name}: generate.py failed ({completed.returncode}); see {log}")
-    source = REPO_ROOT / row.reuse if row.reuse else output
+    # paths relative to the repository: merge.py records its inputs in the report, which is versioned
+    source = Path(row.reuse) if row.reuse else Path(os.path.relpath(output, REPO_ROOT))
     report = folder / f"{row.name}.report.json"
     subprocess.run(
         [sys.executable, "generation/merge.py", str(source), "--id_range", f"0:{args.premises}", "--report",
