@@ -38,7 +38,7 @@ import torch
 from prettytable import PrettyTable
 
 from rankcse.atomic_files import write_json_atomically
-from rankcse.cli_errors import USER_ERRORS
+from rankcse.cli_errors import exit_on_user_error
 from rankcse.encoder import SentenceEncoder
 from rankcse.pooling import POOLERS
 from rankcse.senteval_dev import import_senteval
@@ -274,11 +274,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        payload = run(args)
-    except USER_ERRORS as error:
-        logger.debug("evaluation failed", exc_info=True)
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    payload = exit_on_user_error(lambda: run(args), parser.prog)
     print(format_tables(payload["tables"], args.mode))
     return payload
 
