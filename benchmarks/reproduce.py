@@ -20,6 +20,10 @@ Every setting is chosen on the dev sets (STS-B dev + SICK-R dev Spearman, the tr
 6. ``data``: list length 8 and 16, 10% and 50% of the lists, guidance 1.0 versus 1.5 chains of the
    same premises (when a guidance 1.0 generation file is given).
 
+The transfer stage adds the seven SentEval transfer tasks (test mode, about 75 minutes per model
+on one core) to the key rows only by default: both unrefined students and each pair's best
+configuration; ``--transfer_rows headline`` or ``all`` widens that.
+
 Each run lives in ``<output_dir>/runs/<name>-<hash>``, the hash covering the full configuration
 including the training file's SHA-256, so a changed setting or data file never reuses stale
 results. A step whose output exists is skipped; an interrupted step is redone from scratch
@@ -118,6 +122,7 @@ class Row:
     config: Config
     groups: list[str]
     headline: bool = False
+    key: bool = False  # a starting point or a pair's final configuration: gets the transfer tasks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,15 +271,16 @@ def plan(results: dict[str, dict[str, Any]], data_names: Iterable[str]) -> tuple
     rows: dict[str, Row] = {}
     notes: list[str] = []
 
-    def add(config: Config, group: str, headline: bool = False) -> None:
+    def add(config: Config, group: str, headline: bool = False, key: bool = False) -> None:
         row = rows.setdefault(config.short_name(), Row(config, []))
         if group not in row.groups:
             row.groups.append(group)
         row.headline = row.headline or headline
+        row.key = row.key or key
 
     paper_a, paper_b = Config("A"), Config("B")
-    add(Config("A", trained=False), "start", headline=True)
-    add(Config("B", trained=False), "start", headline=True)
+    add(Config("A", trained=False), "start", headline=True, key=True)
+    add(Config("B", trained=False), "start", headline=True, key=True)
     lr_runs = [dataclasses.replace(paper_a, learning_rate=lr) for lr in LEARNING_RATES]
     for config in lr_runs:
         add(config, "lr", headline=config == paper_a)
@@ -305,10 +311,10 @@ def plan(results: dict[str, dict[str, Any]], data_names: Iterable[str]) -> tuple
     if best_a is None:
         notes.append("pair A's best configuration (and its seeds, and pair B with it) waits for the one-factor rows")
     else:
-        add(best_a, "best", headline=True)
+        add(best_a, "best", headline=True, key=True)
         best_b = dataclasses.replace(best_a, pair="B")
         add(best_b, "pair_b", headline=True)
-        add(best_b, "best", headline=True)
+        add(best_b, "best", headline=True, key=True)
         for seed in SEEDS[1:]:
             add(dataclasses.replace(best_a, seed=seed), "seeds", headline=True)
             add(dataclasses.replace(best_b, seed=seed), "seeds", headline=True)
@@ -667,7 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage", choices=("sts", "transfer"), default="transfer", help="transfer: also the seven transfer tasks"
     )
     parser.add_argument(
-        "--transfer_rows", choices=("headline", "all"), default="headline", help="rows that get the transfer tasks"
+        "--transfer_rows",
+        choices=("key", "headline", "all"),
+        default="key",
+        help="rows that get the transfer tasks (about 75 min each on one core): key = the unrefined students and "
+        "each pair's best configuration (seed 42); headline adds the paper configuration and second seeds",
     )
     parser.add_argument("--groups", nargs="+", default=None, help="run only rows of these groups")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and what is done; run nothing")
@@ -703,7 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = tqdm(desc="rows", unit="row", disable=args.dry_run or args.report_only)
 
     def wants_transfer(row: Row) -> bool:
-        return args.stage == "transfer" and (args.transfer_rows == "all" or row.headline)
+        wanted = {"key": row.key, "headline": row.headline or row.key, "all": True}[args.transfer_rows]
+        return args.stage == "transfer" and wanted
 
     while True:
         rows, notes = plan(results, data)

@@ -57,6 +57,9 @@ def test_plan_waits_for_the_learning_rate_rows_then_builds_around_the_best() -> 
     assert dataclasses.replace(winner, seed=43).short_name() in planned
     assert dataclasses.replace(winner, pair="B").short_name() in planned
     assert dataclasses.replace(winner, pair="B", seed=43).short_name() in planned
+    # the slow transfer tasks go to the unrefined students and each pair's best configuration only
+    key = {row.config.short_name() for row in rows if row.key}
+    assert key == {"A-start", "B-start", winner.short_name(), dataclasses.replace(winner, pair="B").short_name()}
 
 
 def test_subsample_is_seeded_and_keeps_order() -> None:
