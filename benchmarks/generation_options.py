@@ -52,6 +52,18 @@ ROWS: tuple[OptionRow, ...] = (
     OptionRow("smollm2_forbid", "SmolLM2-135M-Instruct", ("--forbid_repeats",), "`--forbid_repeats`"),
     OptionRow("qwen05_paper", "Qwen2.5-Coder-0.5B-Instruct", ("--preset", "paper"), "`--preset paper`"),
     OptionRow("qwen05_forbid", "Qwen2.5-Coder-0.5B-Instruct", ("--forbid_repeats",), "`--forbid_repeats`"),
+    OptionRow(
+        "qwen05_forbid_copyneg",
+        "Qwen2.5-Coder-0.5B-Instruct",
+        ("--forbid_repeats", "--first_negative_prompt", "copy_negative"),
+        "`--forbid_repeats --first_negative_prompt copy_negative`",
+    ),
+    OptionRow(
+        "qwen05_forbid_fewshot",
+        "Qwen2.5-Coder-0.5B-Instruct",
+        ("--forbid_repeats", "--prompt_file", "paper_fewshot"),
+        "`--forbid_repeats --prompt_file paper_fewshot`",
+    ),
     OptionRow("qwen15_paper", "Qwen2.5-Coder-1.5B-Instruct", ("--preset", "paper"), "`--preset paper`"),
     OptionRow(
         "qwen15_forbid",
