@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,50 +40,33 @@ class OptionRow:
     name: str
     model: str
     options: tuple[str, ...]
-    description: str
     reuse: str | None = None  # an existing generation CSV with exactly these settings
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    remark: str = ""  # appended to the options in the table
+
+    @property
+    def description(self) -> str:
+        return f"`{' '.join(self.options)}`" + (f" {self.remark}" if self.remark else "")
 
 
 MAIN_RUN = "data/generated/snli_premises_qwen2.5-coder-1.5b_g1.5_forbid.csv"
 
+SMOLLM2, QWEN05, QWEN15 = "SmolLM2-135M-Instruct", "Qwen2.5-Coder-0.5B-Instruct", "Qwen2.5-Coder-1.5B-Instruct"
+PAPER = ("--preset", "paper")
+FORBID = ("--forbid_repeats",)
+COPY_NEGATIVE = (*FORBID, "--first_negative_prompt", "copy_negative")
+FEW_SHOT = (*FORBID, "--prompt_file", "paper_fewshot")
+
 ROWS: tuple[OptionRow, ...] = (
-    OptionRow("smollm2_paper", "SmolLM2-135M-Instruct", ("--preset", "paper"), "`--preset paper`"),
-    OptionRow("smollm2_forbid", "SmolLM2-135M-Instruct", ("--forbid_repeats",), "`--forbid_repeats`"),
-    OptionRow("qwen05_paper", "Qwen2.5-Coder-0.5B-Instruct", ("--preset", "paper"), "`--preset paper`"),
-    OptionRow("qwen05_forbid", "Qwen2.5-Coder-0.5B-Instruct", ("--forbid_repeats",), "`--forbid_repeats`"),
-    OptionRow(
-        "qwen05_forbid_copyneg",
-        "Qwen2.5-Coder-0.5B-Instruct",
-        ("--forbid_repeats", "--first_negative_prompt", "copy_negative"),
-        "`--forbid_repeats --first_negative_prompt copy_negative`",
-    ),
-    OptionRow(
-        "qwen05_forbid_fewshot",
-        "Qwen2.5-Coder-0.5B-Instruct",
-        ("--forbid_repeats", "--prompt_file", "paper_fewshot"),
-        "`--forbid_repeats --prompt_file paper_fewshot`",
-    ),
-    OptionRow("qwen15_paper", "Qwen2.5-Coder-1.5B-Instruct", ("--preset", "paper"), "`--preset paper`"),
-    OptionRow(
-        "qwen15_forbid",
-        "Qwen2.5-Coder-1.5B-Instruct",
-        ("--forbid_repeats",),
-        "`--forbid_repeats` (the main run)",
-        reuse=MAIN_RUN,
-    ),
-    OptionRow(
-        "qwen15_forbid_copyneg",
-        "Qwen2.5-Coder-1.5B-Instruct",
-        ("--forbid_repeats", "--first_negative_prompt", "copy_negative"),
-        "`--forbid_repeats --first_negative_prompt copy_negative`",
-    ),
-    OptionRow(
-        "qwen15_forbid_fewshot",
-        "Qwen2.5-Coder-1.5B-Instruct",
-        ("--forbid_repeats", "--prompt_file", "paper_fewshot"),
-        "`--forbid_repeats --prompt_file paper_fewshot`",
-    ),
+    OptionRow("smollm2_paper", SMOLLM2, PAPER),
+    OptionRow("smollm2_forbid", SMOLLM2, FORBID),
+    OptionRow("qwen05_paper", QWEN05, PAPER),
+    OptionRow("qwen05_forbid", QWEN05, FORBID),
+    OptionRow("qwen05_forbid_copyneg", QWEN05, COPY_NEGATIVE),
+    OptionRow("qwen05_forbid_fewshot", QWEN05, FEW_SHOT),
+    OptionRow("qwen15_paper", QWEN15, PAPER),
+    OptionRow("qwen15_forbid", QWEN15, FORBID, reuse=MAIN_RUN, remark="(the main run)"),
+    OptionRow("qwen15_forbid_copyneg", QWEN15, COPY_NEGATIVE),
+    OptionRow("qwen15_forbid_fewshot", QWEN15, FEW_SHOT),
 )
 
 
