@@ -22,7 +22,9 @@ Every setting is chosen on the dev sets (STS-B dev + SICK-R dev Spearman, the tr
 
 The transfer stage adds the seven SentEval transfer tasks (test mode, about 75 minutes per model
 on one core) to the key rows only by default: both unrefined students and each pair's best
-configuration; ``--transfer_rows headline`` or ``all`` widens that.
+configuration; ``--transfer_rows headline`` or ``all`` widens that. The driver runs one row at a
+time; on a machine with spare cores, start one driver per core with disjoint ``--rows`` (the
+names ``--dry_run`` prints) after the first has written its data files.
 
 Each run lives in ``<output_dir>/runs/<name>-<hash>``, the hash covering the full configuration
 including the training file's SHA-256, so a changed setting or data file never reuses stale
@@ -680,6 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
         "each pair's best configuration (seed 42); headline adds the paper configuration and second seeds",
     )
     parser.add_argument("--groups", nargs="+", default=None, help="run only rows of these groups")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        help="run only these rows (names as --dry_run prints them); two drivers given disjoint rows can share the "
+        "run folder, one per core",
+    )
     parser.add_argument("--dry_run", action="store_true", help="print the plan and what is done; run nothing")
     parser.add_argument("--report_only", action="store_true", help="only rewrite the tables and the plot")
     parser.add_argument(
@@ -690,6 +699,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results_md", default="RESULTS.md", help="document whose marked table section is rewritten")
     parser.add_argument("--plot", default="docs/dev_avg_sts_curves.png", help="PNG of dev avg_sts against steps")
     return parser
+
+
+def row_selected(row: Row, groups: Sequence[str] | None, names: Sequence[str] | None) -> bool:
+    """Whether ``--groups`` and ``--rows`` (None = no restriction) let the driver run ``row``."""
+    in_groups = groups is None or bool(set(row.groups) & set(groups))
+    return in_groups and (names is None or row.config.short_name() in names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -742,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pending = [
             row
             for row in rows
-            if (args.groups is None or set(row.groups) & set(args.groups))
+            if row_selected(row, args.groups, args.rows)
             and (
                 row.config.short_name() not in results
                 or (wants_transfer(row) and row.config.short_name() not in done_with_transfer)
@@ -759,6 +774,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if adding_transfer:
             done_with_transfer.add(row.config.short_name())
     progress.close()
+    unknown = sorted(set(args.rows or ()) - {row.config.short_name() for row in rows})
+    if unknown:
+        logger.error("--rows names no planned row: %s (see --dry_run for the names)", ", ".join(unknown))
+        return 2
 
     if args.dry_run:
         for row in rows:

@@ -230,3 +230,13 @@ def test_rows_recorded_in_the_record_folder_count_as_done_without_their_run_fold
         assert fresh.finished(row, with_transfer=True) is None  # transfer still to be run
     finally:
         shutil.rmtree(output, ignore_errors=True)
+
+
+def test_groups_and_rows_restrict_what_the_driver_runs() -> None:
+    start = reproduce.Row(Config("A", trained=False), ["start"], key=True)
+    omega = reproduce.Row(Config("A", omega=0.1), ["omega"])
+    assert reproduce.row_selected(start, None, None) and reproduce.row_selected(omega, None, None)
+    assert not reproduce.row_selected(start, ["omega"], None) and reproduce.row_selected(omega, ["omega"], None)
+    assert reproduce.row_selected(start, None, [start.config.short_name()])
+    assert not reproduce.row_selected(omega, None, [start.config.short_name()])
+    assert not reproduce.row_selected(start, ["omega"], [start.config.short_name()])  # both restrictions hold
