@@ -169,6 +169,17 @@ def _masked_fill_value(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min / 8
 
 
+def _scores_and_target(
+    scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched scores, the target on their device and dtype, and the item mask; shapes checked."""
+    s, valid, _ = _as_batch(scores, mask, "scores")
+    t, _, _ = _as_batch(target, None, "target")
+    if t.shape != s.shape:
+        raise ValueError(f"scores and target must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}")
+    return s, t.to(device=s.device, dtype=s.dtype), valid
+
+
 def list_mle(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """ListMLE: negative log-likelihood of the target's ordering under the Plackett-Luce model.
 
@@ -187,11 +198,7 @@ def list_mle(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     Returns:
         Scalar loss (float32 at least).
     """
-    s, valid, _ = _as_batch(scores, mask, "scores")
-    t, _, _ = _as_batch(target, None, "target")
-    if t.shape != s.shape:
-        raise ValueError(f"scores and target must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}")
-    t = t.to(device=s.device, dtype=s.dtype)
+    s, t, valid = _scores_and_target(scores, target, mask)
     # Entries with a padded row or column are replaced, never multiplied by 0, so NaN or inf there
     # can reach neither the loss nor any gradient.
     pair_valid = valid[:, :, None] & valid[:, None, :]  # (b, n, n)
@@ -226,11 +233,7 @@ def list_net(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     Returns:
         Scalar loss (float32 at least).
     """
-    s, valid, _ = _as_batch(scores, mask, "scores")
-    t, _, _ = _as_batch(target, None, "target")
-    if t.shape != s.shape:
-        raise ValueError(f"scores and target must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}")
-    t = t.to(device=s.device, dtype=s.dtype)
+    s, t, valid = _scores_and_target(scores, target, mask)
     pair_valid = valid[:, :, None] & valid[:, None, :]  # (b, n, n)
     fill = torch.full_like(s, _masked_fill_value(s.dtype))
     target_prob = torch.softmax(torch.where(pair_valid, t, fill), dim=-1)
