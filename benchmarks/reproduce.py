@@ -20,7 +20,7 @@ Every setting is chosen on the dev sets (STS-B dev + SICK-R dev Spearman, the tr
 6. ``data``: list length 8 and 16, 10% and 50% of the lists, guidance 1.0 versus 1.5 chains of the
    same premises (when a guidance 1.0 generation file is given).
 
-The transfer stage adds the seven SentEval transfer tasks (test mode, about 75 minutes per model
+The transfer stage adds the seven SentEval transfer tasks (test mode, 14-20 minutes per model
 on one core) to the key rows only by default: both unrefined students and each pair's best
 configuration; ``--transfer_rows headline`` or ``all`` widens that. The driver runs one row at a
 time; on a machine with spare cores, start one driver per core with disjoint ``--rows`` (the
@@ -678,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--transfer_rows",
         choices=("key", "headline", "all"),
         default="key",
-        help="rows that get the transfer tasks (about 75 min each on one core): key = the unrefined students and "
+        help="rows that get the transfer tasks (14-20 min each on one core): key = the unrefined students and "
         "each pair's best configuration (seed 42); headline adds the paper configuration and second seeds",
     )
     parser.add_argument("--groups", nargs="+", default=None, help="run only rows of these groups")
