@@ -615,6 +615,22 @@ def seed_spread(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def transfer_table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
+    """Test accuracy of every transfer task for the rows that have all seven."""
+    header = " | ".join(TRANSFER_TASKS)
+    lines = [f"| run | {header} | Avg. | seed |", "| --- |" + " ---: |" * (len(TRANSFER_TASKS) + 2)]
+    for row in rows:
+        result = results.get(row.config.short_name())
+        transfer = (result or {}).get("transfer")
+        if not transfer or len(transfer) != len(TRANSFER_TASKS):
+            continue
+        label = row_label(dataclasses.replace(row.config, seed=0), "best")
+        cells = [f"{transfer[task]:.2f}" for task in TRANSFER_TASKS] + [f"{mean(transfer.values()):.2f}"]
+        seed = str(row.config.seed) if row.config.trained else "–"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {seed} |")
+    return "\n".join(lines) if len(lines) > 2 else "(none run yet)"
+
+
 def plot_dev_curves(rows: list[Row], results: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -788,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     generated = render_tables(rows, results, data)
     generated += "\n### Spread over seeds (STS Avg. of the headline configurations)\n\n" + seed_spread(rows, results)
+    generated += "\n\n### Transfer tasks (SentEval test mode, test accuracy)\n\n" + transfer_table(rows, results)
     if notes:
         generated += "\n\nNot yet measured: " + "; ".join(notes) + "."
     plot_dev_curves(rows, results, REPO_ROOT / args.plot)

@@ -240,3 +240,17 @@ def test_groups_and_rows_restrict_what_the_driver_runs() -> None:
     assert reproduce.row_selected(start, None, [start.config.short_name()])
     assert not reproduce.row_selected(omega, None, [start.config.short_name()])
     assert not reproduce.row_selected(start, ["omega"], [start.config.short_name()])  # both restrictions hold
+
+
+def test_transfer_table_lists_only_rows_with_all_seven_tasks(runner) -> None:
+    row_runner, _ = runner
+    start = reproduce.Row(Config("A", trained=False), ["start"], key=True)
+    refined = reproduce.Row(Config("A"), ["lr"], headline=True)
+    results = {row.config.short_name(): row_runner.run(row, with_transfer=False) for row in (start, refined)}
+    assert reproduce.transfer_table([start, refined], results) == "(none run yet)"
+    results[start.config.short_name()] = row_runner.run(start, with_transfer=True)
+    table = reproduce.transfer_table([start, refined], results).splitlines()
+    assert len(table) == 3 and table[0].startswith("| run | MR | CR | SUBJ | MPQA | SST2 | TREC | MRPC | Avg.")
+    accuracies = [float(cell) for cell in table[2].split("|")[2:9]]
+    assert table[2].startswith("| all-MiniLM-L6-v2 (start) |") and table[2].endswith(" | – |")
+    assert float(table[2].split("|")[9]) == pytest.approx(sum(accuracies) / 7, abs=0.005)
