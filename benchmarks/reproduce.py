@@ -619,7 +619,8 @@ def transfer_table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
     """Test accuracy of every transfer task for the rows that have all seven."""
     header = " | ".join(TRANSFER_TASKS)
     lines = [f"| run | {header} | Avg. | seed |", "| --- |" + " ---: |" * (len(TRANSFER_TASKS) + 2)]
-    for row in rows:
+    # grouped by pair, the unrefined student first
+    for row in sorted(rows, key=lambda row: (row.config.pair, row.config.trained, row.config.short_name())):
         result = results.get(row.config.short_name())
         transfer = (result or {}).get("transfer")
         if not transfer or len(transfer) != len(TRANSFER_TASKS):
