@@ -515,11 +515,17 @@ def mean(values: Iterable[float]) -> float:
     return sum(values) / len(values)
 
 
+def complete_transfer(result: dict[str, Any] | None) -> dict[str, float] | None:
+    """The transfer accuracies of ``result`` if it has all seven tasks, else None."""
+    transfer = (result or {}).get("transfer")
+    return transfer if transfer and len(transfer) == len(TRANSFER_TASKS) else None
+
+
 def format_row(label: str, result: dict[str, Any]) -> str:
     sts = result["sts"]
     cells = [f"{sts[task]:.2f}" for task in STS_COLUMNS] + [f"{mean(sts[t] for t in STS_COLUMNS):.2f}"]
-    transfer = result.get("transfer")
-    cells.append(f"{mean(transfer.values()):.2f}" if transfer and len(transfer) == len(TRANSFER_TASKS) else "–")
+    transfer = complete_transfer(result)
+    cells.append(f"{mean(transfer.values()):.2f}" if transfer else "–")
     cells.append(f"{result['reranking_map']:.2f}")
     cells.append(f"{result['dev_avg_sts']:.2f}")
     minutes = (result.get("train_seconds") or 0.0) / 60.0
@@ -621,9 +627,8 @@ def transfer_table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
     lines = [f"| run | {header} | Avg. | seed |", "| --- |" + " ---: |" * (len(TRANSFER_TASKS) + 2)]
     # grouped by pair, the unrefined student first
     for row in sorted(rows, key=lambda row: (row.config.pair, row.config.trained, row.config.short_name())):
-        result = results.get(row.config.short_name())
-        transfer = (result or {}).get("transfer")
-        if not transfer or len(transfer) != len(TRANSFER_TASKS):
+        transfer = complete_transfer(results.get(row.config.short_name()))
+        if transfer is None:
             continue
         label = row_label(dataclasses.replace(row.config, seed=0), "best")
         cells = [f"{transfer[task]:.2f}" for task in TRANSFER_TASKS] + [f"{mean(transfer.values()):.2f}"]
