@@ -152,7 +152,10 @@ def read_sources(path: str | Path) -> list[str]:
             line would silently shift them).
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
@@ -268,10 +271,40 @@ def run_config(
     }
 
 
+def check_numeric_options(args: argparse.Namespace) -> None:
+    """Reject impossible sizes before any file is written (a state file would record them)."""
+    for option in ("batch_size", "threads", "n_ctx_seq"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"--{option} must be at least 1, got {value}")
+    if Path(args.output).is_dir():
+        raise ValueError(
+            f"--output {args.output} is a directory; give a file name, e.g. {Path(args.output) / 'chains.csv'}"
+        )
+
+
+def check_prompts_fit(
+    backend: GuidedBackend, template: PromptTemplate, sources: dict[int, str], input_path: str
+) -> None:
+    """Name the input line whose prompt cannot fit a backend with a fixed context per sequence."""
+    limit = getattr(backend, "n_ctx_seq", None)
+    if limit is None:
+        return
+    room = limit - backend.reserve_tokens
+    for sent_id, sentence in sources.items():
+        length = len(backend.encode_chat(template.messages(sentence)))
+        if length > room:
+            raise ValueError(
+                f"{input_path}, line {sent_id + 1}: its prompt has {length} tokens, but a sequence holds {limit} "
+                f"with {backend.reserve_tokens} kept for the output; raise --n_ctx_seq or shorten the line"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    check_numeric_options(args)
     settings = resolve_settings(args)
     template = load_prompt(settings["prompt_file"])
     first_negative = (
@@ -288,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("Model %s (%s backend) from %s", args.model, backend.name, model_source)
     if hasattr(backend, "set_shared_prefix"):
         backend.set_shared_prefix(shared_prompt_prefix(backend, template))
+    selected = {i: sources[i] for i in ids}
+    check_prompts_fit(backend, template, selected, args.input)
     config = run_config(args, settings, template, first_negative, backend)
     store = ChainStore(args.output, config, int(settings["rounds"]))
     options = ChainOptions(
@@ -303,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         stop_on_copy=bool(settings["stop_on_copy"]),
     )
     generator = ChainGenerator(backend, template, options, args.batch_size)
-    selected = {i: sources[i] for i in ids}
     try:
         summary = generator.run(selected, store, show_progress=not args.no_progress)
     finally:
+        store.close()
         backend.close()
     kept_total = len(store.written & set(selected))
     dropped_total = len(set(store.dropped) & set(selected))

@@ -40,7 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from generation.guidance import has_line_break
-from generation.store import state_path_for
+from generation.store import read_state_file, state_path_for
 from rankcse.atomic_files import write_text_atomically
 from rankcse.ranking_data import large_csv_fields
 
@@ -76,8 +76,12 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
     """
     path = Path(path)
     chains: list[ChainRecord] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    try:
+        # utf-8-sig: a byte-order mark left by a spreadsheet program must not rename the first column
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
     if text and not text.endswith("\n"):
         # generate.py ends every row with a line break; an unterminated last line is a row cut off
         # mid-write (a copy taken while the generator was appending), so its sentence may be torn
@@ -89,7 +93,7 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
         if not {"sent", "round"} <= columns:
             raise ValueError(f"{path}: expected columns sent_id,round,sent (or the authors' sent,round)")
         keyed = "sent_id" in columns
-        by_id: dict[str, ChainRecord] = {}
+        by_id: dict[int, ChainRecord] = {}
         current: ChainRecord | None = None
         for row in reader:
             line = reader.line_num
@@ -106,14 +110,13 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
                 raise ValueError(f"{path}, line {line}: bad round {row.get('round')!r} ({error})") from error
             sentence = row["sent"] if row["sent"] is not None else ""
             if keyed:
-                sent_id = row["sent_id"]
+                try:
+                    sent_id = int(row["sent_id"])
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"{path}, line {line}: bad sent_id {row['sent_id']!r}") from error
                 current = by_id.get(sent_id)
                 if current is None:
-                    try:
-                        numeric_id = int(sent_id)
-                    except (TypeError, ValueError) as error:
-                        raise ValueError(f"{path}, line {line}: bad sent_id {sent_id!r}") from error
-                    current = by_id[sent_id] = ChainRecord(f"{path}:{line}", sent_id=numeric_id)
+                    current = by_id[sent_id] = ChainRecord(f"{path}:{line}", sent_id=sent_id)
                     chains.append(current)
             elif round_index == 0 or current is None:
                 current = ChainRecord(f"{path}:{line}")
@@ -123,6 +126,16 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
                     f"{path}, line {line}: round {round_index} given twice for the chain of {current.origin}"
                 )
             current.rounds[round_index] = sentence
+    for chain in chains:
+        # Chains are written whole and in round order, so a hole (say round 10**12 after round 32,
+        # a typo) is damage; counted as "incomplete" it would make every other chain look short.
+        present = sorted(chain.rounds)
+        if present[-1] != len(present) - 1 and present[0] == 0:
+            missing = next(r for r in range(present[-1] + 1) if r not in chain.rounds)
+            raise ValueError(
+                f"{chain.origin}: the chain has round {present[-1]} but no round {missing}; "
+                "a round number is wrong or rows are missing"
+            )
     return chains
 
 
@@ -178,10 +191,22 @@ def merge_chains(
         id_range: only chains with start <= sent_id < end (to compare runs on the same premises).
     """
     records = [record for path in paths for record in read_generation_csv(path)]
+    first_seen: dict[int, str] = {}
+    for record in records:
+        if record.sent_id is None:
+            continue
+        if record.sent_id in first_seen:
+            raise ValueError(
+                f"chain {record.sent_id} is in {first_seen[record.sent_id]} and in {record.origin}; each chain "
+                "may be merged once (inputs that overlap, or one file given twice?)"
+            )
+        first_seen[record.sent_id] = record.origin
     if id_range is not None:
         if any(r.sent_id is None for r in records):
             raise ValueError("--id_range needs generate.py CSVs (with a sent_id column)")
         records = [r for r in records if id_range[0] <= r.sent_id < id_range[1]]
+        if not records:
+            raise ValueError(f"no chain of the inputs has an id in --id_range {id_range[0]}:{id_range[1]}")
     # A chain is complete when it has every round up to the longest chain's last one.
     generated_rounds = max((max(r.rounds) for r in records if r.rounds), default=0)
     if n_rounds is None:
@@ -192,9 +217,9 @@ def merge_chains(
     for path in paths:
         state = state_path_for(path)
         if state.is_file():
-            for key, entry in json.loads(state.read_text(encoding="utf-8")).get("dropped", {}).items():
-                if id_range is None or id_range[0] <= int(key) < id_range[1]:
-                    stopped[entry.get("reason", "unknown")] += 1
+            for chain_id, entry in read_state_file(state)["dropped"].items():
+                if id_range is None or id_range[0] <= chain_id < id_range[1]:
+                    stopped[entry["reason"]] += 1
     filtered: Counter = Counter()
     lists = []
     for record in records:
@@ -306,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     id_range = parse_id_range(args.id_range) if args.id_range else None
+    if args.rounds is not None and args.rounds < 2:
+        raise ValueError(f"--rounds must be at least 2 (a ranking list needs 3 sentences), got {args.rounds}")
     if args.output and Path(args.output).is_dir():
         raise ValueError(
             f"--output {args.output} is a directory; give a file name, "
@@ -337,10 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         report = ranking_report(result.lists, encoder)
         summary["report"] = {k: v for k, v in report.items() if k not in ("mean_similarity", "std_similarity")}
         summary["mean_similarity_by_round"] = report["mean_similarity"]
-        if args.plot:
-            plot_similarity(report, args.plot)
     if args.report_json:
         write_text_atomically(Path(args.report_json), json.dumps(summary, indent=1) + "\n")
+    if args.report and result.lists and args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_similarity(report, args.plot)
     lines = [
         f"chains read: {result.read}; kept: {len(result.lists)}",
         "filtered: " + ", ".join(f"{r} {result.filtered.get(r, 0)}" for r in FILTER_REASONS),

@@ -61,6 +61,12 @@ def parse_prompt_text(text: str, origin: str, require_placeholder: bool = True) 
         text = text[:-1]
     lines = text.split("\n")
     if not any(_MARKER.match(line) for line in lines):
+        for number, line in enumerate(lines, start=1):
+            if line.startswith("<<<") and line.rstrip().endswith(">>>"):
+                raise ValueError(
+                    f"{origin}, line {number}: unknown marker {line!r}; use one of "
+                    + ", ".join(f"<<<{r}>>>" for r in ROLES)
+                )
         turns: list[tuple[str, list[str]]] = [("user", lines)]
     else:
         turns = []
@@ -102,7 +108,11 @@ def load_prompt(name_or_path: str | Path, require_placeholder: bool = True) -> P
             known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.txt")))
             raise FileNotFoundError(f"Prompt '{name_or_path}' is neither a file nor a known prompt ({known})")
         path = candidate
-    return parse_prompt_text(path.read_text(encoding="utf-8"), str(path), require_placeholder)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+    return parse_prompt_text(text, str(path), require_placeholder)
 
 
 def render_chat_template(

@@ -9,6 +9,10 @@ Two files per run:
 - the state file (``<csv>.state.json``): the run configuration and the chains dropped early
   (id, reason, round), rewritten atomically (temp file + ``os.replace``) after every drop.
 
+A third, empty file, ``<csv>.lock``, carries an exclusive ``flock`` while a store is open, so that a
+second process started on the same output by mistake stops at once instead of interleaving its
+chains with the first one's. The operating system releases the lock when the process dies.
+
 Chains are written in ``sent_id`` order even when they finish out of order (a finished chain waits
 until every smaller pending id is written or dropped), and a drop is recorded before any later
 chain is written. Hence after an interruption the CSV holds exactly the kept chains below some id,
@@ -27,12 +31,73 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, outputs are not guarded
+    fcntl = None
+
 from rankcse.atomic_files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("sent_id", "round", "sent")
 STATE_FORMAT = 1
+
+
+def lock_path_for(csv_path: str | Path) -> Path:
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.name + ".lock")
+
+
+def _lock_output(csv_path: Path):
+    """Open ``<csv>.lock`` and take an exclusive lock on it; the returned file holds the lock."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    lock_path = lock_path_for(csv_path)
+    handle = open(lock_path, "a")  # noqa: SIM115 - kept open for the store's lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(
+            f"{csv_path}: another process is writing this output (it holds {lock_path}); wait for it to "
+            "finish or stop it, then run the command again to resume"
+        ) from None
+    return handle
+
+
+def read_state_file(path: str | Path) -> dict:
+    """Read and check a state file; ``dropped`` comes back keyed by int chain id.
+
+    Raises:
+        ValueError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a valid generation state file ({error})") from None
+    problem = None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        problem = f'not a JSON object with "format": {STATE_FORMAT}'
+    elif not isinstance(state.get("config"), dict):
+        problem = '"config" is missing or not an object'
+    elif not isinstance(state.get("dropped"), dict):
+        problem = '"dropped" is missing or not an object'
+    else:
+        dropped = {}
+        for key, entry in state["dropped"].items():
+            if not key.lstrip("-").isdigit():
+                problem = f'"dropped" has the key {key!r}, not a chain id'
+                break
+            if not isinstance(entry, dict) or not isinstance(entry.get("reason"), str):
+                problem = f'"dropped" entry of chain {key} is not an object with a "reason"'
+                break
+            dropped[int(key)] = entry
+        state = {**state, "dropped": dropped}
+    if problem:
+        raise ValueError(f"{path}: not a valid generation state file ({problem})")
+    return state
 
 
 def state_path_for(csv_path: str | Path) -> Path:
@@ -152,7 +217,22 @@ class ChainStore:
         self.config = config
         self.rounds = rounds
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_output(self.csv_path)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the output's lock (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _open(self) -> None:
         self.dropped: dict[int, dict] = {}
+        config = self.config
         if self.state_path.exists():
             state = self._read_state()
             if state["config"] != config:
@@ -163,7 +243,7 @@ class ChainStore:
                     f"{self.state_path}: this output was started with a different configuration "
                     f"(differs in: {', '.join(changed)}); use another --output or the original settings"
                 )
-            self.dropped = {int(k): v for k, v in state["dropped"].items()}
+            self.dropped = state["dropped"]
         elif self.csv_path.exists() and self.csv_path.stat().st_size > 0:
             raise ValueError(
                 f"{self.csv_path} exists but its state file {self.state_path} does not; "
@@ -173,7 +253,7 @@ class ChainStore:
             self._write_state()
         if not self.csv_path.exists():
             write_text_atomically(self.csv_path, ",".join(CSV_COLUMNS) + "\n")
-        scanned = scan_chain_csv(self.csv_path, rounds)
+        scanned = scan_chain_csv(self.csv_path, self.rounds)
         if scanned.valid_bytes == 0:
             write_text_atomically(self.csv_path, ",".join(CSV_COLUMNS) + "\n")
         elif scanned.torn_bytes:
@@ -192,12 +272,14 @@ class ChainStore:
         self._finished: dict[int, list[str]] = {}
 
     def _read_state(self) -> dict:
+        """The state file, checked; ``dropped`` comes back keyed by int chain id."""
         try:
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
-            if state.get("format") != STATE_FORMAT or "config" not in state or "dropped" not in state:
-                raise ValueError("missing keys or unknown format")
-        except (json.JSONDecodeError, ValueError) as error:
-            raise ValueError(f"{self.state_path}: not a valid generation state file ({error})") from error
+            state = read_state_file(self.state_path)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; restore it from a backup or version control (without it the CSV cannot be resumed: "
+                "the chains stopped early and the run settings are recorded only there)"
+            ) from None
         return state
 
     def _write_state(self) -> None:

@@ -21,8 +21,17 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # ValueError covers bad option values and malformed data (RankingDataError); FileNotFoundError
-# covers missing files and models (ModelNotFoundError).
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, MissingModelPackageError)
+# covers missing files and models (ModelNotFoundError); the other OS errors are paths that name a
+# folder where a file belongs (or the reverse) or that the user may not read or write. Their
+# messages name the path.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    MissingModelPackageError,
+)
 
 
 def exit_on_user_error(entry_point: Callable[[], T], program: str) -> T:

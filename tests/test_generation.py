@@ -15,7 +15,7 @@ from generation.backends.base import DecodingSettings, RewriteRequest
 from generation.backends.hf import TransformersBackend
 from generation.guidance import choose_token, clean_output, guided_log_probs, has_line_break
 from generation.prompting import load_prompt, parse_prompt_text
-from generation.store import ChainStore, scan_chain_csv, state_path_for
+from generation.store import ChainStore, lock_path_for, scan_chain_csv, state_path_for
 
 SOURCES = [
     "A man is playing a guitar on stage.",
@@ -267,11 +267,33 @@ def test_store_writes_in_id_order_and_records_drops(tmp_path: Path) -> None:
     assert scan_chain_csv(tmp_path / "c.csv", 2).chains == {}  # 0 not resolved yet
     store.drop(0, "copy", 1, ["a", "a"])
     assert list(scan_chain_csv(tmp_path / "c.csv", 2).chains) == [1, 2]
+    store.close()
     again = ChainStore(tmp_path / "c.csv", {"k": 1}, rounds=2)
     assert again.pending(range(4)) == [3]
     assert again.dropped == {0: {"reason": "copy", "round": 1, "sentences": ["a", "a"]}}
+    again.close()
     with pytest.raises(ValueError, match="different configuration"):
         ChainStore(tmp_path / "c.csv", {"k": 2}, rounds=2)
+
+
+def test_a_second_store_on_the_same_output_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = ChainStore(tmp_path / "c.csv", {"k": 1}, rounds=1)
+    first.pending([0, 1])
+    first.finish(0, ["a", "a1"])
+    before = (tmp_path / "c.csv").read_bytes(), state_path_for(tmp_path / "c.csv").read_bytes()
+    with pytest.raises(ValueError, match=r"c\.csv: another process is writing this output"):
+        ChainStore(tmp_path / "c.csv", {"k": 1}, rounds=1)
+    # The refused store touched nothing; the first one goes on writing.
+    assert ((tmp_path / "c.csv").read_bytes(), state_path_for(tmp_path / "c.csv").read_bytes()) == before
+    first.finish(1, ["b", "b1"])
+    first.close()
+    again = ChainStore(tmp_path / "c.csv", {"k": 1}, rounds=1)
+    assert again.pending([0, 1, 2]) == [2]
+    again.close()
+    # A store that fails on opening (here: another configuration) does not keep the lock.
+    with pytest.raises(ValueError, match="different configuration"):
+        ChainStore(tmp_path / "c.csv", {"k": 2}, rounds=1)
+    ChainStore(tmp_path / "c.csv", {"k": 1}, rounds=1).close()
 
 
 def test_scan_rejects_a_broken_middle(tmp_path: Path) -> None:
@@ -396,3 +418,55 @@ def test_amx_builds_of_llama_cpp_are_flagged_with_the_rebuild_command(caplog) ->
         assert not caplog.records
         assert warn_if_amx_build(plain + "AMX_INT8 = 1 | ")
     assert AMX_REBUILD_COMMAND in caplog.text
+
+
+def test_a_lone_misspelled_marker_is_not_sent_to_the_model() -> None:
+    with pytest.raises(ValueError, match=r"p\.txt, line 1: unknown marker '<<<User>>>'"):
+        parse_prompt_text("<<<User>>>\nRewrite: {sentence}\n", "p.txt", True)
+
+
+def test_impossible_sizes_are_refused_before_any_file_is_written(tiny_lm: Path, tmp_path: Path) -> None:
+    sources = _write_sources(tmp_path / "src.txt", SOURCES[:2])
+    for option, value in (("--batch_size", "0"), ("--threads", "-1"), ("--n_ctx_seq", "0")):
+        with pytest.raises(ValueError, match=f"{option} must be at least 1, got {value}"):
+            _generate(tiny_lm, sources, tmp_path / "out" / "c.csv", option, value)
+        assert not (tmp_path / "out").exists()
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="is a directory; give a file name"):
+        _generate(tiny_lm, sources, tmp_path / "folder")
+    # the corrected command then runs
+    _generate(tiny_lm, sources, tmp_path / "out" / "c.csv", "--batch_size", "2")
+
+
+def test_non_utf8_input_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin.txt"
+    path.write_bytes("Un café.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.txt: not UTF-8 text"):
+        generate.read_sources(path)
+
+
+def test_a_prompt_too_long_for_the_context_names_its_input_line() -> None:
+    class FixedContext:
+        n_ctx_seq, reserve_tokens = 40, 10
+
+        def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+            return [0] * len(messages[-1]["content"].split())
+
+    template = parse_prompt_text("Rewrite: {sentence}", "p.txt", True)
+    generate.check_prompts_fit(FixedContext(), template, {0: "short one", 1: "word " * 29}, "in.txt")
+    with pytest.raises(ValueError, match=r"in\.txt, line 3: its prompt has 31 tokens, but a sequence holds 40"):
+        generate.check_prompts_fit(FixedContext(), template, {0: "short", 2: "word " * 30}, "in.txt")
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["[1, 2]", '{"format": 1, "config": null, "dropped": {}}', '{"format": 1, "config": {}, "dropped": {"zero": {}}}'],
+)
+def test_a_broken_state_file_stops_the_store_with_its_name(tmp_path: Path, state: str) -> None:
+    state_path_for(tmp_path / "c.csv").write_text(state, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"c\.csv\.state\.json: not a valid generation state file"):
+        ChainStore(tmp_path / "c.csv", {"k": 1}, rounds=1)
+    # the lock went with the failed store
+    fcntl = pytest.importorskip("fcntl")
+    with lock_path_for(tmp_path / "c.csv").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -72,7 +72,13 @@ def test_authors_layout_and_state_counts(tmp_path: Path) -> None:
     result = merge.merge_chains([path], n_rounds=None)
     assert result.lists == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
     state_path_for(path).write_text(
-        json.dumps({"dropped": {"5": {"reason": "copy", "round": 2}, "7": {"reason": "copy", "round": 1}}})
+        json.dumps(
+            {
+                "format": 1,
+                "config": {},
+                "dropped": {"5": {"reason": "copy", "round": 2}, "7": {"reason": "copy", "round": 1}},
+            }
+        )
     )
     assert merge.merge_chains([path], n_rounds=None).stopped_early == {"copy": 2}
 
@@ -148,3 +154,63 @@ def test_id_range_parsing() -> None:
         merge.parse_id_range("0-48")
     with pytest.raises(ValueError, match="0 <= START < END"):
         merge.parse_id_range("48:0")
+
+
+def test_a_chain_in_two_inputs_is_an_error_naming_both(tmp_path: Path) -> None:
+    first = _write_generation_csv(tmp_path / "a.csv", {0: _chain("a", 3), 2: _chain("c", 3)})
+    second = _write_generation_csv(tmp_path / "b.csv", {2: _chain("other c", 3), 3: _chain("d", 3)})
+    with pytest.raises(ValueError, match=r"chain 2 is in .*a\.csv:6 and in .*b\.csv:2"):
+        merge.merge_chains([first, second], n_rounds=3)
+    with pytest.raises(ValueError, match="chain 0 is in"):
+        merge.merge_chains([first, first], n_rounds=3)
+    # ids are numbers: " 2" and "2" are the same chain
+    padded = tmp_path / "padded.csv"
+    padded.write_text("sent_id,round,sent\n2,0,a\n2,1,b\n 2,2,c\n2,3,d\n", encoding="utf-8")
+    assert merge.merge_chains([padded], n_rounds=3).lists == [["a", "b", "c", "d"]]
+
+
+def test_a_hole_in_a_chain_names_its_file_and_line(tmp_path: Path) -> None:
+    path = _write_generation_csv(tmp_path / "gen.csv", {0: _chain("a", 3), 1: _chain("b", 3)})
+    with path.open("a", encoding="utf-8") as f:
+        f.write("1,1000000000000,typo\n")
+    with pytest.raises(ValueError, match=r"gen\.csv:6: the chain has round 1000000000000 but no round 4"):
+        merge.merge_chains([path], n_rounds=None)
+
+
+def test_byte_order_mark_and_non_utf8_input(tmp_path: Path) -> None:
+    path = _write_generation_csv(tmp_path / "gen.csv", {5: _chain("a", 3)})
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = merge.merge_chains([bom], n_rounds=3, id_range=(5, 6))
+    assert result.lists == [_chain("a", 3)]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("sent_id,round,sent\n0,0,café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.csv: not UTF-8 text"):
+        merge.merge_chains([latin], n_rounds=None)
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ("[1, 2]", "not a JSON object"),
+        ('{"format": 1, "config": {}, "dropped": {"x": {"reason": "copy"}}}', "key 'x', not a chain id"),
+        ('{"format": 1, "config": {}, "dropped": {"3": "copy"}}', "entry of chain 3"),
+        ('{"format": 1, "config": {}, "dropped": [0]}', '"dropped" is missing or not an object'),
+        ('{"format": 1, "config": {}, "dropped": {', "not a valid generation state file"),
+    ],
+)
+def test_a_broken_state_file_is_named(tmp_path: Path, state: str, problem: str) -> None:
+    path = _write_generation_csv(tmp_path / "gen.csv", {0: _chain("a", 3)})
+    state_path_for(path).write_text(state, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"gen\.csv\.state\.json: not a valid generation state file") as caught:
+        merge.merge_chains([path], n_rounds=3)
+    assert problem in str(caught.value)
+
+
+def test_option_mistakes_are_named_before_anything_is_written(tmp_path: Path) -> None:
+    path = _write_generation_csv(tmp_path / "gen.csv", {0: _chain("a", 3)})
+    with pytest.raises(ValueError, match="--rounds must be at least 2"):
+        merge.main([str(path), "--rounds", "1", "--output", str(tmp_path / "out.csv")])
+    with pytest.raises(ValueError, match="no chain of the inputs has an id in --id_range 100:200"):
+        merge.main([str(path), "--id_range", "100:200", "--output", str(tmp_path / "out.csv")])
+    assert not (tmp_path / "out.csv").exists()
