@@ -217,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             load_task_data(task)
     except (ValueError, TaskDataUnavailableError) as error:
-        logger.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
+        # Reported here rather than through exit_on_user_error, so that main() returns 2 to a caller
+        # that imports it instead of exiting; printed once, in the other programs' format.
+        print(f"evaluation_mteb.py: error: {error}", file=sys.stderr)
         return 2
 
     start = time.monotonic()

@@ -341,7 +341,8 @@ def test_unreachable_data_set_is_a_clear_error(tmp_path, sts_vocab_bert_dir):
     command += ["--tasks", "SciDocsRR", "--output_folder", str(tmp_path / "out")]
     finished = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 2, finished.stderr[-2000:]
-    assert "Could not fetch the data of MTEB task SciDocsRR (mteb/SciDocsRR)" in finished.stderr
+    assert finished.stderr.count("Could not fetch the data of MTEB task SciDocsRR (mteb/SciDocsRR)") == 1
+    assert "evaluation_mteb.py: error: Could not fetch" in finished.stderr
     assert "hf download mteb/SciDocsRR --repo-type dataset --revision" in finished.stderr
     assert "--data_dir" in finished.stderr
     assert not (tmp_path / "out").exists()  # failed before loading any model
