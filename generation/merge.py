@@ -82,7 +82,9 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
             text = f.read()
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error})") from None
-    if text and not text.endswith("\n"):
+    if text and "\n" not in text:
+        text += "\n"  # a header alone, without its line break: nothing can be torn there
+    elif text and not text.endswith("\n"):
         # generate.py ends every row with a line break; an unterminated last line is a row cut off
         # mid-write (a copy taken while the generator was appending), so its sentence may be torn
         logger.warning("%s: the last line is unterminated (cut off while being written); ignoring it", path)
@@ -350,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeat_fraction_all_chains_read": result.repeat_fraction_all,
     }
     if args.output:
+        if not result.read:
+            raise ValueError(f"no chains in {', '.join(str(p) for p in args.inputs)}; nothing to write")
         if not result.lists:
             raise ValueError("no chain survived the filters; nothing to write")
         from rankcse.ranking_data import write_ranking_csv

@@ -214,3 +214,12 @@ def test_option_mistakes_are_named_before_anything_is_written(tmp_path: Path) ->
     with pytest.raises(ValueError, match="no chain of the inputs has an id in --id_range 100:200"):
         merge.main([str(path), "--id_range", "100:200", "--output", str(tmp_path / "out.csv")])
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_header_without_line_break_is_an_empty_input_not_a_torn_row(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "gen.csv"
+    path.write_text("sent_id,round,sent", encoding="utf-8")
+    result = merge.merge_chains([path], n_rounds=None)
+    assert result.read == 0 and "unterminated" not in caplog.text
+    with pytest.raises(ValueError, match=r"no chains in .*gen\.csv; nothing to write"):
+        merge.main([str(path), "--output", str(tmp_path / "out.csv")])
