@@ -85,7 +85,7 @@ def write_generation(path: Path, complete: list[int], partial: dict[int, int], d
     for sent_id, last in partial.items():
         lines += [f"{sent_id},{r},sentence {sent_id} {r}" for r in range(last + 1)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    state = {"format": 1, "config": "{}", "dropped": {str(i): {"reason": "line_break"} for i in dropped}}
+    state = {"format": 1, "config": {}, "dropped": {str(i): {"reason": "line_break"} for i in dropped}}
     path.with_name(path.name + ".state.json").write_text(json.dumps(state), encoding="utf-8")
 
 
