@@ -54,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from generation.merge import parse_id_range  # noqa: E402
+from generation.store import read_state_file, state_path_for  # noqa: E402
 from rankcse.atomic_files import write_json_atomically, write_text_atomically  # noqa: E402
 from rankcse.ranking_data import content_hash, read_ranking_file, write_ranking_csv  # noqa: E402
 
@@ -149,10 +150,8 @@ def check_generation_complete(path: Path, id_range: tuple[int, int], rounds: int
         for row in csv.DictReader(stream):
             sent_id, round_index = int(row["sent_id"]), int(row["round"])
             last_round[sent_id] = max(round_index, last_round.get(sent_id, -1))
-    dropped: set[int] = set()
-    state = path.with_name(path.name + ".state.json")
-    if state.is_file():
-        dropped = {int(key) for key in json.loads(state.read_text(encoding="utf-8")).get("dropped", {})}
+    state = state_path_for(path)
+    dropped = set(read_state_file(state)["dropped"]) if state.is_file() else set()
     missing = [
         sent_id for sent_id in range(*id_range) if last_round.get(sent_id, -1) < rounds and sent_id not in dropped
     ]
