@@ -244,6 +244,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     output = Path(args.output_json) if args.output_json else None
     if output is not None and output.is_dir():  # found before any encoding, not after the first task
         raise ValueError(f"--output_json {output} is a directory; give a file name, e.g. {output / 'senteval.json'}")
+    if output is not None:
+        blocking = next((p for p in output.parents if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ValueError(f"--output_json {output}: {blocking} is a file, not a folder")
     # every result of these settings found in the file is kept there, also tasks not run now
     stored: dict[str, Any] = {} if args.overwrite else previous_results(output, settings)
 

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("paper",),
         default=None,
         help="paper: exactly the authors' settings (also runs copying chains to the end); "
-        "cannot be combined with the options below",
+        "the options below may then only repeat its values",
     )
     gen.add_argument("--prompt_file", default=None, help="prompt name in generation/prompts/ or a file path")
     gen.add_argument("--guidance_scale", type=float, default=None, help="guidance scale g (1.0: no guidance)")
@@ -277,6 +277,9 @@ def check_numeric_options(args: argparse.Namespace) -> None:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise ValueError(f"--{option} must be at least 1, got {value}")
+    if args.guidance_scale is not None and args.guidance_scale < 1:
+        # below 1 the previous sentence would attract instead of repel: not classifier-free guidance
+        raise ValueError(f"--guidance_scale must be at least 1 (1: no guidance), got {args.guidance_scale}")
     if Path(args.output).is_dir():
         raise ValueError(
             f"--output {args.output} is a directory; give a file name, e.g. {Path(args.output) / 'chains.csv'}"

@@ -156,6 +156,13 @@ def test_output_json_that_is_a_directory_is_refused_before_any_work(
         _run(tiny_bert_dir, subsets, tmp_path, "--task_set", "na", "--tasks", "STS12")
     assert exited.value.code == 2
     assert f"--output_json {tmp_path} is a directory" in capsys.readouterr().err
+    a_file = tmp_path / "afile"
+    a_file.write_text("keep")
+    with pytest.raises(SystemExit) as exited:
+        _run(tiny_bert_dir, subsets, a_file / "x.json", "--task_set", "na", "--tasks", "STS12")
+    assert exited.value.code == 2
+    assert f"{a_file} is a file, not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "keep"
 
 
 def test_missing_data_is_a_clean_error(tiny_bert_dir: Path, tmp_path: Path, capsys) -> None:

@@ -470,3 +470,21 @@ def test_a_broken_state_file_stops_the_store_with_its_name(tmp_path: Path, state
     fcntl = pytest.importorskip("fcntl")
     with lock_path_for(tmp_path / "c.csv").open("a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_guidance_scale_below_one_is_refused_before_loading(tiny_lm: Path, tmp_path: Path) -> None:
+    sources = _write_sources(tmp_path / "src.txt", SOURCES[:1])
+    with pytest.raises(ValueError, match=r"--guidance_scale must be at least 1 \(1: no guidance\), got -2.0"):
+        _generate(tiny_lm, sources, tmp_path / "c.csv", "--guidance_scale", "-2")
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_a_missing_llama_cpp_is_a_one_line_user_error(monkeypatch) -> None:
+    import sys
+
+    from generation.backends import llama_cpp_backend
+    from rankcse.cli_errors import USER_ERRORS
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    with pytest.raises(USER_ERRORS, match="RANKCSE_SETUP_GENERATION=1 bash scripts/setup.sh"):
+        llama_cpp_backend._require_llama_cpp()

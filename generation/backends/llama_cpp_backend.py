@@ -42,9 +42,12 @@ def _require_llama_cpp():
     try:
         import llama_cpp
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "The llama.cpp backend needs llama-cpp-python (pip install llama-cpp-python; it builds from "
-            "source in about 5 minutes); or use --backend transformers"
+        from rankcse.offline_models import MissingModelPackageError
+
+        # A user's set-up choice, reported in one line by the programs (rankcse.cli_errors).
+        raise MissingModelPackageError(
+            "the llama.cpp backend needs llama-cpp-python: RANKCSE_SETUP_GENERATION=1 bash scripts/setup.sh "
+            "builds it from source (about 5 minutes); or use --backend transformers"
         ) from error
     if _log_callback is None:
 
