@@ -271,8 +271,8 @@ def run_config(
     }
 
 
-def check_numeric_options(args: argparse.Namespace) -> None:
-    """Reject impossible sizes before any file is written (a state file would record them)."""
+def check_options_before_any_work(args: argparse.Namespace) -> None:
+    """Reject impossible option values before any file is written (a state file would record them)."""
     for option in ("batch_size", "threads", "n_ctx_seq"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    check_numeric_options(args)
+    check_options_before_any_work(args)
     settings = resolve_settings(args)
     template = load_prompt(settings["prompt_file"])
     first_negative = (
