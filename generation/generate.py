@@ -29,6 +29,7 @@ from generation.chains import ChainGenerator, ChainOptions
 from generation.guidance import CLEANING_MODES
 from generation.prompting import PromptTemplate, load_prompt
 from generation.store import ChainStore
+from rankcse.text_input import read_text_file
 
 logger = logging.getLogger("generation.generate")
 
@@ -152,10 +153,7 @@ def read_sources(path: str | Path) -> list[str]:
             line would silently shift them).
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+    lines = read_text_file(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:

@@ -43,6 +43,7 @@ from generation.guidance import has_line_break
 from generation.store import read_state_file, state_path_for
 from rankcse.atomic_files import write_text_atomically
 from rankcse.ranking_data import large_csv_fields
+from rankcse.text_input import read_text_file
 
 logger = logging.getLogger("generation.merge")
 
@@ -76,12 +77,8 @@ def read_generation_csv(path: str | Path) -> list[ChainRecord]:
     """
     path = Path(path)
     chains: list[ChainRecord] = []
-    try:
-        # utf-8-sig: a byte-order mark left by a spreadsheet program must not rename the first column
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+    # utf-8-sig: a byte-order mark left by a spreadsheet program must not rename the first column
+    text = read_text_file(path, encoding="utf-8-sig", newline="")
     if text and "\n" not in text:
         text += "\n"  # a header alone, without its line break: nothing can be torn there
     elif text and not text.endswith("\n"):

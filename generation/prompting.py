@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rankcse.text_input import read_text_file
+
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 SENTENCE_PLACEHOLDER = "{sentence}"
 ROLES = ("system", "user", "assistant")
@@ -60,13 +62,14 @@ def parse_prompt_text(text: str, origin: str, require_placeholder: bool = True) 
     if text.endswith("\n"):
         text = text[:-1]
     lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        # also in a file without any valid marker, where it would otherwise reach the model as text
+        if line.startswith("<<<") and not _MARKER.match(line):
+            raise ValueError(
+                f"{origin}, line {number}: unknown marker {line!r}; use one of "
+                + ", ".join(f"<<<{r}>>>" for r in ROLES)
+            )
     if not any(_MARKER.match(line) for line in lines):
-        for number, line in enumerate(lines, start=1):
-            if line.startswith("<<<") and line.rstrip().endswith(">>>"):
-                raise ValueError(
-                    f"{origin}, line {number}: unknown marker {line!r}; use one of "
-                    + ", ".join(f"<<<{r}>>>" for r in ROLES)
-                )
         turns: list[tuple[str, list[str]]] = [("user", lines)]
     else:
         turns = []
@@ -79,11 +82,6 @@ def parse_prompt_text(text: str, origin: str, require_placeholder: bool = True) 
                     raise ValueError(f"{origin}, line {number}: text before the first <<<role>>> marker")
             else:
                 turns[-1][1].append(line)
-            if line.startswith("<<<") and not match:
-                raise ValueError(
-                    f"{origin}, line {number}: unknown marker {line!r}; use one of "
-                    + ", ".join(f"<<<{r}>>>" for r in ROLES)
-                )
     parsed = tuple((role, "\n".join(body)) for role, body in turns)
     for role, content in parsed:
         if not content.strip():
@@ -108,11 +106,7 @@ def load_prompt(name_or_path: str | Path, require_placeholder: bool = True) -> P
             known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.txt")))
             raise FileNotFoundError(f"Prompt '{name_or_path}' is neither a file nor a known prompt ({known})")
         path = candidate
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
-    return parse_prompt_text(text, str(path), require_placeholder)
+    return parse_prompt_text(read_text_file(path), str(path), require_placeholder)
 
 
 def render_chat_template(
